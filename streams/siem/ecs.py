@@ -636,6 +636,8 @@ def dead_letter_to_ecs(letter: DeadLetter) -> EcsDocument:
             "type": ["error"],
             "outcome": "failure",
             "action": "dead_letter",
+            # keyword copy of the reason, so dashboards can count dead letters by it
+            "reason": letter.reason[:1024],
             "id": ident,
             "created": _iso(letter.received_at),
             "module": "aisoar",

@@ -319,7 +319,7 @@ def test_dead_letter_mapping() -> None:
         "message": "record rejected from ai.prompts",
         "event": {
             "kind": "event", "type": ["error"], "outcome": "failure", "action": "dead_letter", "id": doc.id,
-            "created": "2026-11-25T01:02:03Z", "module": "aisoar", "dataset": "aisoar.deadletter",
+            "reason": "unsupported schema_version 9", "created": "2026-11-25T01:02:03Z", "module": "aisoar", "dataset": "aisoar.deadletter",
         },
         "error": {"message": "unsupported schema_version 9"},
         "tags": ["aisoar", "deadletter"],
