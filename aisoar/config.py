@@ -127,6 +127,36 @@ class PlaybookSettings(_Section):
     approvers_file: str | None = None  # more approvers: one "name token" per line (audited by name)
     approvals_host: str = "127.0.0.1"
     approvals_port: int = 6067  # the approvals API and web page; 0 = a free port
+    # TLS for that listener: PEM files kept outside the repo, like every secret. With the
+    # certificate (chain) and its key set, the listener serves https only; with a client CA
+    # too, it also requires a client certificate signed by that CA (mutual TLS).
+    approvals_tls_cert_file: str | None = None
+    approvals_tls_key_file: str | None = None
+    approvals_tls_client_ca_file: str | None = None
+    # The client side (``aisoar actions ...``): the CA that signed the listener's certificate
+    # (default: the system's CAs), and a client certificate when the listener requires one.
+    approvals_ca_file: str | None = None
+    approvals_client_cert_file: str | None = None
+    approvals_client_key_file: str | None = None
+
+    def __post_init__(self) -> None:
+        # msgspec turns these ValueErrors into validation errors naming `playbooks`.
+        if bool(self.approvals_tls_cert_file) != bool(self.approvals_tls_key_file):
+            raise ValueError("approvals_tls_cert_file and approvals_tls_key_file must be set together")
+        if self.approvals_tls_client_ca_file and not self.approvals_tls_cert_file:
+            raise ValueError("approvals_tls_client_ca_file needs approvals_tls_cert_file and approvals_tls_key_file")
+        if self.approvals_client_key_file and not self.approvals_client_cert_file:
+            raise ValueError("approvals_client_key_file needs approvals_client_cert_file")
+
+    @property
+    def approvals_tls(self) -> bool:
+        """True when the approvals listener serves https."""
+        return bool(self.approvals_tls_cert_file)
+
+    @property
+    def approvals_url(self) -> str:
+        """The listener's base URL, ``https`` when TLS is on (the alert's link, the CLI's default)."""
+        return f"{'https' if self.approvals_tls else 'http'}://{self.approvals_host}:{self.approvals_port}"
 
 
 class Settings(_Section):

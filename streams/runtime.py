@@ -148,7 +148,7 @@ class Runtime:
             alertmanager=AlertmanagerSettings(
                 url=s.oncall.alertmanager_url,
                 approvals_url=s.oncall.approval_base_url
-                or f"http://{s.playbooks.approvals_host}:{s.playbooks.approvals_port}/approvals",
+                or f"{s.playbooks.approvals_url}/approvals",  # https when the listener has TLS
             ) if s.oncall.alertmanager_url else None,
         )
         vault = os.environ.get("AISOAR_CREDENTIAL_VAULT")
