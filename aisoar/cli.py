@@ -24,6 +24,9 @@ app.add_typer(actions_app, name="actions")
 app.add_typer(config_app, name="config")
 incidents_app = typer.Typer(help="Incidents: suppress a rule on an entity.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
+siem_app = typer.Typer(help="SIEM content: saved searches and a dashboard for Kibana / OpenSearch Dashboards.",
+                       no_args_is_help=True)
+app.add_typer(siem_app, name="siem")
 
 console = Console(stderr=True)
 ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file (default: $AISOAR_CONFIG).")]
@@ -333,6 +336,36 @@ def incidents_suppress(
     asyncio.run(produce_records(settings, [(f"{settings.topics.findings}.by-key", correlation_key.encode(),
                                             encode(suppression))], headers=[("aisoar-kind", b"suppress")]))
     console.print(f"{rule_id} suppressed on {correlation_key} until {suppression.until:%Y-%m-%d %H:%M} UTC")
+
+
+# ---------------------------------------------------------------- siem
+
+
+@siem_app.command("dashboards")
+def siem_dashboards(
+    flavor: Annotated[str, typer.Option(help="kibana or opensearch-dashboards.")] = "kibana",
+    prefix: Annotated[Optional[str], typer.Option(help="Index prefix (default: siem.index_prefix of the config).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print the saved objects (data view, saved searches, visualisations, dashboard) as the NDJSON
+    that ``POST /api/saved_objects/_import`` takes (see docs/dashboards.md)."""
+    from streams.siem.dashboards import FLAVORS, export_ndjson
+
+    if flavor not in FLAVORS:
+        console.print(f"[red]unknown flavor {flavor!r}; valid flavors: {', '.join(FLAVORS)}[/]")
+        raise typer.Exit(2)
+    if prefix is None:
+        from aisoar.config import load_settings
+
+        _use_config(config)
+        prefix = load_settings().siem.index_prefix
+    text = export_ndjson(flavor, prefix)  # type: ignore[arg-type]
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        console.print(f"wrote {text.count(chr(10)) - 1} saved objects for {flavor} to {output}")
 
 
 def main() -> None:  # pragma: no cover

@@ -27,7 +27,7 @@ def test_package_exports_every_public_member_of_its_modules() -> None:
     exported = set(streams.siem.__all__)
     for name in MODULES[1:]:
         assert set(importlib.import_module(name).__all__) <= exported, name
-    submodules = {"annotations", "bulk", "ecs", "sink", "templates"}
+    submodules = {"annotations", "bulk", "dashboards", "ecs", "sink", "templates"}
     public = {n for n in dir(streams.siem) if not n.startswith("_") and n not in submodules}
     assert public == exported
     assert not exported & submodules  # no function shadows a submodule
