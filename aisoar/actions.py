@@ -22,6 +22,8 @@ ActionStatus = Literal[
     "failed",
     "skipped",  # idempotency: already done; or a check refused
     "escalated",
+    "verified",  # verify-after-acting: the signal that fired recovered
+    "unverified",  # ... it did not (on-call is paged: a following "escalated")
 ]
 
 

@@ -1,6 +1,7 @@
 """The SOAR half of aisoar: playbooks, policy, approvals, the action ledger, and actions.
 
-Use :class:`Engine` (``handle_incident`` / ``approve`` / ``deny`` / ``verify_due``);
+Use :class:`Engine` (``handle_incident`` / ``approve`` / ``deny`` / ``expire`` / ``verify_due``, the last
+with :class:`FindingsSignals`);
 :func:`load_playbooks` / :func:`validate_all` read ``playbooks/definitions/``.
 """
 
@@ -18,10 +19,11 @@ from playbooks.connections import (
     SlackSettings,
 )
 from playbooks.credentials import CredentialStore, InMemoryCredentialStore
-from playbooks.engine import Engine, incident_from_finding
+from playbooks.engine import Engine, SignalReading, incident_from_finding
 from playbooks.ledger import Ledger, LedgerEntry
 from playbooks.loader import DEFAULT_DIR, Playbook, load_playbooks, validate_all
 from playbooks.policy import Policy
+from playbooks.verification import FindingsSignals
 
 __all__ = [
     "ACTIONS",
@@ -34,6 +36,7 @@ __all__ = [
     "Connections",
     "CredentialStore",
     "Engine",
+    "FindingsSignals",
     "InMemoryCredentialStore",
     "Ledger",
     "LedgerEntry",
@@ -43,6 +46,7 @@ __all__ = [
     "PendingApproval",
     "Playbook",
     "Policy",
+    "SignalReading",
     "SlackSettings",
     "Verification",
     "incident_from_finding",

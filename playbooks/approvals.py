@@ -51,6 +51,7 @@ class Verification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     params: dict[str, Any]
     acted_at: datetime
     due_at: datetime
+    result: dict[str, Any] = {}  # the action's result detail, e.g. the version the alias now serves
 
 
 T = TypeVar("T", bound=msgspec.Struct)

@@ -7,6 +7,9 @@ For each step of a matching playbook, dispatch applies, in order:
    ``approval`` records ``pending_approval`` and stops until :meth:`Engine.approve`;
 3. idempotency (ledger key = incident, action, target): ``done`` → ``skipped``; a
    ``pending`` left by a crash is re-checked at the target (``already_done``) first;
+   across incidents, the same side effect on the same target (``Action.effect``, e.g.
+   "revoke these tokens of credential C") runs once: a second incident's step is
+   ``skipped`` with a reference to the first (an ``effect|...`` ledger entry);
 4. blast radius: revocations beyond the token bucket, or of an allow-listed principal,
    wait for a human instead of running (``pending_approval``);
 5. pre-flight checks (a refusal is ``skipped`` + escalation), then run with capped
@@ -15,7 +18,9 @@ For each step of a matching playbook, dispatch applies, in order:
 7. failure → ``failed``, then on-call is paged (``oncall:alertmanager``) → ``escalated``.
 
 After success, steps with ``verify_after`` schedule a verification that
-:meth:`Engine.verify_due` runs: if the signal did not recover, on-call is paged.
+:meth:`Engine.verify_due` runs: if the signal did not recover, ``unverified`` is recorded
+and on-call is paged; else ``verified``. The worker calls :meth:`Engine.verify_due` and
+:meth:`Engine.expire` from a timer, per partition (``owns``), in stream context.
 """
 
 from __future__ import annotations
@@ -49,13 +54,25 @@ from playbooks.policy import Policy
 from playbooks.ratelimit import TokenBucket
 from playbooks.templating import TemplateError, context_for, render_params
 
-__all__ = ["Emit", "Engine", "SignalLookup", "action_id_for", "incident_from_finding"]
+__all__ = ["Emit", "Engine", "SignalLookup", "SignalReading", "action_id_for", "effect_key", "incident_from_finding"]
 
 log = logging.getLogger("aisoar.playbooks.engine")
 
 Emit = Callable[[ActionRecord], Awaitable[None]]
-#: Whether the signal behind a verification recovered (True) — may be async.
-SignalLookup = Callable[[Verification], "bool | Awaitable[bool]"]
+
+
+class SignalReading(msgspec.Struct, frozen=True):
+    """What a signal lookup saw: whether the signal recovered, and a short, secret-free why."""
+
+    recovered: bool
+    detail: str = ""
+
+
+#: Whether the signal behind a verification recovered (True, or a :class:`SignalReading`) —
+#: may be async; raising means "cannot tell now" (retried on the next call).
+SignalLookup = Callable[[Verification], "bool | SignalReading | Awaitable[bool | SignalReading]"]
+#: Which incidents a caller may touch (the worker: those of one partition).
+Owns = Callable[[str], bool]
 
 
 _NO_CONNECTIONS = Connections()
@@ -69,6 +86,11 @@ def _utcnow() -> datetime:
 def action_id_for(key: str) -> str:
     """A short stable id for an idempotency key: what approvers and the API use."""
     return "act-" + hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+
+
+def effect_key(action: str, effect: str) -> str:
+    """The ledger key of one side effect on one target, shared by every incident."""
+    return f"effect|{action}|{effect}"
 
 
 def incident_from_finding(finding: Finding) -> Incident:
@@ -92,6 +114,7 @@ class _Job:
         self.target = action.target(ctx.params)
         self.key = idempotency_key(incident.id, action.name, self.target)
         self.action_id = action_id_for(self.key)
+        self.effect: str | None = None  # effect_key(...), set by _prepare for side effects
 
 
 class Engine:
@@ -129,6 +152,7 @@ class Engine:
         self.revocations = TokenBucket(policy.max_revocations_per_minute, policy.revocation_burst)
         self._emit = emit
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._verifying: set[str] = set()
 
     # ------------------------------------------------------------------ entry points
     def matching(self, incident: Incident, *, closing: bool = False) -> list[Playbook]:
@@ -160,9 +184,10 @@ class Engine:
         job = await self._prepare(playbook, step, step_index, incident, now, approved_by, records)
         if job is None:
             return records
-        lock = self._locks.get(job.key)
+        lock_key = job.effect or job.key  # the effect key spans incidents: two incidents, one revocation
+        lock = self._locks.get(lock_key)
         if lock is None:
-            lock = self._locks[job.key] = asyncio.Lock()
+            lock = self._locks[lock_key] = asyncio.Lock()
         async with lock:  # one dispatch per key at a time (concurrent agents, approve racing a replay)
             await self._dispatch(job, now, approved_by, records)
         return records
@@ -195,31 +220,75 @@ class Engine:
                          pending.incident.id, pending.action_id, now, actor=actor)
         return [await self._record_pending(pending, "denied", actor=actor, reason="denied")]
 
-    async def expire(self, now: datetime | None = None) -> list[ActionRecord]:
-        """Expire pending approvals older than the TTL (the worker calls this periodically)."""
+    async def expire(self, now: datetime | None = None, *, owns: Owns | None = None) -> list[ActionRecord]:
+        """Expire pending approvals older than the TTL (the worker calls this from a timer,
+        for the incidents of one partition: ``owns``). The record is emitted before the
+        approval is dropped, so a crash in between re-emits the same record id, never loses it."""
         now = now or self.clock()
-        return [await self._expire(self._take_pending(p.action_id), now)
-                for p in list(self.approvals) if p.expires_at <= now]
+        records: list[ActionRecord] = []
+        for pending in sorted(self.approvals, key=lambda p: p.expires_at):
+            if pending.expires_at > now or (owns is not None and not owns(pending.incident.id)):
+                continue
+            if self.approvals.get(pending.action_id) is None:
+                continue  # decided meanwhile
+            records.append(await self._expire(pending, now))
+            self.approvals.pop(pending.action_id)
+        return records
 
     # ------------------------------------------------------------------ verification
-    async def verify_due(self, now: datetime, signal_lookup: SignalLookup) -> list[ActionRecord]:
+    async def verify_due(self, now: datetime, signal_lookup: SignalLookup, *,
+                         owns: Owns | None = None) -> list[ActionRecord]:
         """Run due verifications: ``signal_lookup(v)`` tells whether the signal recovered
-        (drift detector quiet on the restored version, no activity from the revoked
-        credential). Not recovered → on-call is paged and ``escalated`` recorded."""
+        (no drift finding on the restored version, no activity of the revoked credential
+        since acting). Recovered → ``verified``; not → ``unverified`` and on-call is paged
+        (``escalated``). A lookup that raises is retried on the next call, until
+        ``policy.verify_give_up_s`` after the due time, then counts as not recovered.
+        Records are emitted before the verification is dropped (deterministic ids: a
+        crash in between re-emits the same records)."""
         records: list[ActionRecord] = []
         for v in sorted(self.verifications, key=lambda v: v.due_at):
-            if v.due_at > now or self.verifications.pop(v.action_id) is None:
+            if v.due_at > now or (owns is not None and not owns(v.incident_id)):
                 continue
+            if v.action_id in self._verifying or self.verifications.get(v.action_id) is None:
+                continue
+            self._verifying.add(v.action_id)
+            try:
+                records.extend(await self._verify(v, now, signal_lookup))
+            finally:
+                self._verifying.discard(v.action_id)
+        return records
+
+    async def _verify(self, v: Verification, now: datetime, signal_lookup: SignalLookup) -> list[ActionRecord]:
+        late = (now - v.due_at).total_seconds()
+        try:
             answer = signal_lookup(v)
-            recovered = await answer if inspect.isawaitable(answer) else answer
-            base: dict[str, Any] = {"id": f"{v.action_id}:verify", "idempotency_key": v.key, "playbook": v.playbook, "action": v.action,
-                        "target": v.target, "mode": "auto", "timestamp": self.clock(), "incident_id": v.incident_id}
-            if recovered:
-                records.append(await self._emit_record(ActionRecord(
-                    **base, status="succeeded", reason=f"verified: {v.signal} recovered")))
-            else:
-                reason = f"verification failed: {v.signal} did not recover {(now - v.acted_at).total_seconds():.0f}s after acting"
-                records.append(await self._escalate_raw(base, v.incident_id, v.rule_id, reason, now))
+            reading = await answer if inspect.isawaitable(answer) else answer
+        except Exception as exc:  # noqa: BLE001 -- the signal source is down: try again later
+            if late < self.policy.verify_give_up_s:
+                log.warning("verification of %s on %s postponed: signal unavailable (%s)",
+                            v.action, v.target, type(exc).__name__)
+                return []
+            reading = SignalReading(False, f"signal unavailable ({type(exc).__name__}) for {late:.0f}s")
+        if not isinstance(reading, SignalReading):
+            reading = SignalReading(bool(reading))
+        detail = f" ({reading.detail})" if reading.detail else ""
+        base: dict[str, Any] = {"idempotency_key": v.key, "playbook": v.playbook, "action": v.action,
+                                "target": v.target, "mode": "auto", "timestamp": self.clock(),
+                                "incident_id": v.incident_id}
+        records: list[ActionRecord] = []
+        if reading.recovered:
+            records.append(await self._emit_record(ActionRecord(
+                **base, id=f"{v.action_id}:verified:0", status="verified",
+                reason=f"verified: {v.signal} recovered{detail}")))
+        else:
+            reason = (f"verification failed: {v.signal} did not recover "
+                      f"{(now - v.acted_at).total_seconds():.0f}s after acting{detail}")
+            records.append(await self._emit_record(ActionRecord(
+                **base, id=f"{v.action_id}:unverified:0", status="unverified", reason=reason)))
+            records.append(await self._escalate_raw({**base, "id": f"{v.action_id}:verify-escalated:0"},
+                                                    v.incident_id, v.rule_id, reason, now,
+                                                    alertname=self.policy.verification_alertname))
+        self.verifications.pop(v.action_id)
         return records
 
     # ------------------------------------------------------------------ internals
@@ -239,7 +308,14 @@ class Engine:
             return None
         ctx = ActionContext(params=params, client=self.client, connections=self.connections, now=now,
                             incident=incident, credentials=self.credentials)
-        return _Job(playbook, step, step_index, incident, action, ctx, raw, mode)
+        job = _Job(playbook, step, step_index, incident, action, ctx, raw, mode)
+        try:
+            effect = await action.effect(ctx)
+        except Exception as exc:  # noqa: BLE001 -- e.g. the credential store: dedupe per incident only
+            log.warning("effect of %s on %s unknown (%s)", action.name, job.target, type(exc).__name__)
+            effect = None
+        job.effect = None if effect is None else effect_key(action.name, effect)
+        return job
 
     async def _dispatch(self, job: _Job, now: datetime, approved_by: str | None, records: list[ActionRecord]) -> None:
         action, policy = job.action, self.policy
@@ -266,8 +342,25 @@ class Engine:
                 return  # waiting for / refused by a human: a replayed incident changes nothing
             if entry.state == "pending" and await self._in_effect(job):
                 self._put(job, "done", now, attempts=entry.attempts)
+                self._put_effect(job, "done", now)
                 records.append(await self._record(job, "skipped", reason="already in effect at target "
                                                   "(re-checked a pending entry after a restart)"))
+                return
+        # 3b. the same side effect, already done for another incident (or in flight when a crash hit)
+        if job.effect is not None:
+            first = self.ledger.get(job.effect)
+            first_key = first.result.get("idempotency_key") if first is not None else None
+            if first is not None and first_key != job.key and (
+                    first.state == "done" or (first.state == "pending" and await self._in_effect(job))):
+                self._put(job, "done", now, actor=approved_by or "aisoar",
+                          result={"duplicate_of": first_key, "first_action_id": first.action_id})
+                records.append(await self._emit_record(ActionRecord(
+                    id=f"{job.action_id}:skipped:duplicate", idempotency_key=job.key, playbook=job.playbook.name,
+                    action=job.action.name, target=job.target, mode=job.mode, status="skipped",
+                    timestamp=self.clock(), incident_id=job.incident.id,
+                    finding_id=_first(job.incident.finding_ids), actor=approved_by or "aisoar",
+                    reason=f"already done for incident {first.incident_id} (action {first.action_id}, "
+                           f"key {first_key})")))
                 return
         if job.mode == "approval" and approved_by is None:
             await self._ask_approval(job, now, "playbook mode: approval", records)
@@ -290,6 +383,7 @@ class Engine:
         actor = approved_by or "aisoar"
         breaker = self.breakers[action.endpoint(job.ctx)]
         self._put(job, "pending", now, actor=actor)  # before any side effect
+        self._put_effect(job, "pending", now)
         records.append(await self._record(job, "running", actor=actor, attempt=1))
         request: dict[str, Any] = {}
         error: ActionError | None = None
@@ -305,6 +399,7 @@ class Engine:
             except ActionCheckFailed as exc:
                 breaker.success()  # the target answered; it is the situation that refuses
                 self._put(job, "skipped", now, actor=actor, attempts=attempt)
+                self._put_effect(job, "skipped", now)
                 records.append(await self._record(job, "skipped", actor=actor, attempt=attempt, request=request,
                                                   reason="pre-flight check refused", error=str(exc)))
                 records.append(await self._escalate(job, f"{action.name} refused on {job.target}: {exc}", now))
@@ -329,13 +424,15 @@ class Engine:
                 break
             breaker.success()
             self._put(job, "done", now, actor=actor, attempts=attempt, result=result.detail)
+            self._put_effect(job, "done", now)
             records.append(await self._record(job, "succeeded", actor=actor, attempt=attempt, request=request,
                                               response_status=result.response_status, duration_ms=duration,
                                               reason=_summary(result.detail)))
-            self._schedule_verification(job, now)
+            self._schedule_verification(job, now, result.detail)
             return
         assert error is not None
         self._put(job, "failed", now, actor=actor, attempts=attempt)
+        self._put_effect(job, "failed", now)
         records.append(await self._record(job, "failed", actor=actor, attempt=attempt, request=request,
                                           response_status=getattr(error, "status_code", None), error=str(error)))
         records.append(await self._escalate(job, f"{action.name} failed on {job.target}: {error}", now))
@@ -372,10 +469,11 @@ class Engine:
         return pending
 
     async def _expire(self, pending: PendingApproval, now: datetime) -> ActionRecord:
+        record = await self._record_pending(pending, "expired", reason=f"approval not given within "
+                                            f"{self.policy.approval_ttl_s:g}s")
         self._ledger_put(pending.key, "expired", pending.action, pending.target, pending.playbook,
                          pending.incident.id, pending.action_id, now)
-        return await self._record_pending(pending, "expired", reason=f"approval not given within "
-                                          f"{self.policy.approval_ttl_s:g}s")
+        return record
 
     async def _record_pending(self, pending: PendingApproval, status: ActionStatus, *, actor: str = "aisoar",
                               reason: str = "", error: str | None = None) -> ActionRecord:
@@ -384,14 +482,14 @@ class Engine:
             action=pending.action, target=pending.target, mode=pending.mode, status=status,
             timestamp=self.clock(), incident_id=pending.incident.id, actor=actor, reason=reason, error=error))
 
-    def _schedule_verification(self, job: _Job, now: datetime) -> None:
+    def _schedule_verification(self, job: _Job, now: datetime, result: Mapping[str, Any]) -> None:
         signal = job.action.verify_signal
         if signal is None or job.step.verify_after is None:
             return
         self.verifications.put(job.action_id, Verification(
             action_id=job.action_id, key=job.key, playbook=job.playbook.name, action=job.action.name,
             target=job.target, signal=signal, incident_id=job.incident.id, rule_id=job.incident.rule_id,
-            entities=job.incident.entities, params=job.raw, acted_at=now,
+            entities=job.incident.entities, params=job.raw, result=dict(result), acted_at=now,
             due_at=now + timedelta(seconds=job.step.verify_after)))
 
     async def _escalate(self, job: _Job, reason: str, now: datetime) -> ActionRecord:
@@ -402,14 +500,15 @@ class Engine:
                                         incident=job.incident)
 
     async def _escalate_raw(self, base: dict[str, Any], incident_id: str, rule_id: str, reason: str, now: datetime,
-                            incident: Incident | None = None) -> ActionRecord:
+                            incident: Incident | None = None, alertname: str | None = None) -> ActionRecord:
         """Page on-call through ``oncall:alertmanager`` (its own breaker), and record ``escalated``."""
         pager = self.actions.get("oncall:alertmanager")
         if not self.policy.escalate or pager is None or self.connections.alertmanager is None:
             return await self._emit_record(ActionRecord(**base, status="escalated", reason=reason,
                                                         error="no on-call receiver configured"))
         params = pager.check_parameters({
-            "alertname": self.policy.escalation_alertname, "severity": "critical", "summary": reason[:500],
+            "alertname": alertname or self.policy.escalation_alertname, "severity": "critical",
+            "summary": reason[:500],
             "incident_id": incident_id, "rule": rule_id,
             "labels": {"action": base["action"], "target": base["target"], "playbook": base["playbook"]}})
         ctx = ActionContext(params=params, client=self.client, connections=self.connections, now=now,
@@ -454,6 +553,13 @@ class Engine:
              result: dict[str, Any] | None = None) -> None:
         self._ledger_put(job.key, state, job.action.name, job.target, job.playbook.name, job.incident.id,
                          job.action_id, now, actor=actor, attempts=attempts, result=result)
+
+    def _put_effect(self, job: _Job, state: LedgerState, now: datetime) -> None:
+        """The cross-incident record of a side effect: which incident's step did it."""
+        if job.effect is not None:
+            self.ledger.put(LedgerEntry(key=job.effect, state=state, action=job.action.name, target=job.target,
+                                        playbook=job.playbook.name, updated_at=now, incident_id=job.incident.id,
+                                        action_id=job.action_id, result={"idempotency_key": job.key}))
 
     def _ledger_put(self, key: str, state: LedgerState, action: str, target: str, playbook: str,
                     incident_id: str, action_id: str, now: datetime, *, actor: str = "aisoar", attempts: int = 0,

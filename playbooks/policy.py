@@ -33,6 +33,10 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     #: Page on-call (``oncall:alertmanager``) when an action fails, is refused, or does not verify.
     escalate: bool = True
     escalation_alertname: str = "AisoarActionFailed"
+    #: The page sent when a verification after acting finds the signal did not recover.
+    verification_alertname: str = "AisoarVerificationFailed"
+    #: How long after its due time a verification whose signal source is unavailable is retried.
+    verify_give_up_s: float = 3600.0
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -11,7 +11,9 @@ An action is a small object that talks to exactly one kind of server:
   observe mode shows is what auto mode does;
 - ``already_done(ctx)``: after a crash between "pending" and "done", ask the target
   whether the effect is already there (introspection inactive, alias already moved);
-- ``verify_signal``: which detector signal the engine watches after acting.
+- ``verify_signal``: which detector signal the engine watches after acting;
+- ``effect(ctx)``: what the side effect is, independent of the incident (the engine runs
+  one effect once across incidents: two incidents about one leaked token, one revocation).
 
 Actions never create HTTP clients: ``ctx.client`` is injected (``httpx.MockTransport``
 in unit tests, the real servers in integration tests).
@@ -202,6 +204,12 @@ class Action(abc.ABC, Generic[P]):
     async def already_done(self, ctx: ActionContext[P]) -> bool:
         """Whether the effect is already in place at the target (crash recovery)."""
         return False
+
+    async def effect(self, ctx: ActionContext[P]) -> str | None:
+        """The side effect this step has, the same for every incident that asks for it (None:
+        none worth deduplicating, e.g. a page per incident). Default: the target, for
+        revocations and registry changes."""
+        return self.target(ctx.params) if self.kind in ("revoke", "registry") else None
 
     def resolve_params(self, params: dict[str, Any]) -> dict[str, Any] | None:
         """Params that undo a notification when its incident closes (None: nothing to resolve)."""

@@ -8,12 +8,14 @@ appear in plans and audit only as fingerprints; the client secret never does.
 
 from __future__ import annotations
 
+import hashlib
 from typing import ClassVar, Literal
 
 import httpx
 import msgspec
 
 from aisoar.errors import ActionCheckFailed, ActionTargetError, ConfigError
+from aisoar.findings import fingerprint
 from playbooks.actions._oauth import introspect, revocation_request
 from playbooks.actions.base import (
     endpoint_of,
@@ -108,3 +110,9 @@ class RevokeToken(Action[RevokeParams]):
 
     async def already_done(self, ctx: ActionContext[RevokeParams]) -> bool:
         return not await self._active(ctx)
+
+    async def effect(self, ctx: ActionContext[RevokeParams]) -> str | None:
+        """"Revoke these tokens": a token issued after a revocation is a new effect."""
+        tokens = sorted(fingerprint(t) for t in await self._tokens(ctx))
+        digest = hashlib.blake2b("\n".join(tokens).encode(), digest_size=8).hexdigest()
+        return f"{ctx.params.credential_id}#{digest}" if tokens else ctx.params.credential_id

@@ -80,3 +80,8 @@ class Rollback(Action[RollbackParams]):
     async def already_done(self, ctx: ActionContext[RollbackParams]) -> bool:
         _, _, needs = await self._decide(ctx)
         return not needs
+
+    async def effect(self, ctx: ActionContext[RollbackParams]) -> str | None:
+        """Rolling the alias off one bad version; without ``from_version`` it depends on the
+        registry's state at the time, so only the per-incident key applies."""
+        return f"{self.target(ctx.params)}<-{ctx.params.from_version}" if ctx.params.from_version else None

@@ -314,9 +314,9 @@ _COMMON_KEYS = frozenset(
 
 _OUTCOMES = {
     "success": "success", "succeeded": "success", "ok": "success", "done": "success",
-    "completed": "success", "applied": "success",
+    "completed": "success", "applied": "success", "verified": "success",
     "failure": "failure", "failed": "failure", "error": "failure", "denied": "failure",
-    "rejected": "failure", "timeout": "failure", "expired": "failure",
+    "rejected": "failure", "timeout": "failure", "expired": "failure", "unverified": "failure",
 }  # fmt: skip
 
 

@@ -287,8 +287,9 @@ async def test_verification_escalates_when_signal_does_not_recover():
 
     records = await w.engine.verify_due(NOW + timedelta(seconds=61), still_active)
     assert seen == [("credential_activity", "cred-7")]
-    assert [r.status for r in records] == ["escalated"] and "did not recover" in records[0].reason
-    assert w.am.posts[-1][0]["labels"]["alertname"] == "AisoarActionFailed"
+    assert [r.status for r in records] == ["unverified", "escalated"] and "did not recover" in records[0].reason
+    assert records[0].id.endswith(":unverified:0") and records[1].response_status == 200
+    assert w.am.posts[-1][0]["labels"]["alertname"] == "AisoarVerificationFailed"
     assert await w.engine.verify_due(NOW + timedelta(seconds=120), still_active) == []  # once
 
 
@@ -298,7 +299,8 @@ async def test_verification_success_is_recorded():
     w = World([playbook(steps=steps)])
     await w.engine.handle_incident(incident(), NOW)
     records = await w.engine.verify_due(NOW + timedelta(seconds=61), lambda v: True)
-    assert [(r.status, r.reason) for r in records] == [("succeeded", "verified: credential_activity recovered")]
+    assert [(r.status, r.reason) for r in records] == [("verified", "verified: credential_activity recovered")]
+    assert len(w.engine.verifications) == 0
 
 
 async def test_missing_entity_skips_with_reason():
@@ -343,3 +345,175 @@ async def test_finding_before_correlation():
 
 def test_action_id_is_stable():
     assert action_id_for("inc-1|identity:revoke_token|cred-7") == action_id_for("inc-1|identity:revoke_token|cred-7")
+
+
+# ---------------------------------------------------------------------- verify-after-acting, expiry
+
+
+def _verified_playbook(verify_after=60):
+    return playbook(steps=[{"action": "identity:revoke_token", "verify_after": verify_after,
+                            "params": {"credential_id": "{{ entities.credential_id }}"}}])
+
+
+async def test_unavailable_signal_is_retried_then_counts_as_not_recovered():
+    w = World([_verified_playbook()], policy=Policy(verify_give_up_s=600))
+    await w.engine.handle_incident(incident(), NOW)
+    calls = []
+
+    def down(v):
+        calls.append(v.action_id)
+        raise ConnectionError("index unreachable")
+
+    assert await w.engine.verify_due(NOW + timedelta(seconds=61), down) == []  # postponed, kept
+    assert len(w.engine.verifications) == 1
+    records = await w.engine.verify_due(NOW + timedelta(seconds=60 + 601), down)
+    assert [r.status for r in records] == ["unverified", "escalated"] and len(calls) == 2
+    assert "signal unavailable (ConnectionError)" in records[0].reason and len(w.engine.verifications) == 0
+
+
+async def test_verification_and_expiry_touch_only_the_callers_incidents():
+    w = World([_verified_playbook(), playbook(name="ask", mode="approval", triggers=[
+        {"incident_rules": ["incident.other"], "entity": "credential_id"}])])
+    await w.engine.handle_incident(incident(), NOW)  # verification of inc-1
+    w.creds.register("cred-8", "tok-8")
+    await w.engine.handle_incident(incident(id="inc-2", rule_id="incident.other",  # approval of inc-2
+                                            entities=Entities(credential_id="cred-8")), NOW)
+    late = NOW + timedelta(hours=2)
+    mine = lambda incident_id: incident_id == "inc-9"  # a partition holding neither
+    assert await w.engine.verify_due(late, lambda v: True, owns=mine) == []
+    assert await w.engine.expire(late, owns=mine) == []
+    assert len(w.engine.verifications) == 1 and len(w.engine.approvals) == 1
+    assert [r.status for r in await w.engine.expire(late, owns=lambda i: i == "inc-2")] == ["expired"]
+    assert [r.status for r in await w.engine.verify_due(late, lambda v: True, owns=lambda i: i == "inc-1")] == [
+        "verified"]
+    assert w.engine.ledger.get("inc-2|identity:revoke_token|cred-8").state == "expired"
+
+
+async def test_a_crash_while_recording_an_outcome_re_emits_it_never_loses_it():
+    store_v, store_a = {}, {}
+    w = World([_verified_playbook(), playbook(name="ask", mode="approval", triggers=[
+        {"incident_rules": ["incident.other"], "entity": "credential_id"}])],
+        verifications_store=store_v, approvals_store=store_a)
+    await w.engine.handle_incident(incident(), NOW)
+    w.creds.register("cred-8", "tok-8")
+    await w.engine.handle_incident(incident(id="inc-2", rule_id="incident.other",
+                                            entities=Entities(credential_id="cred-8")), NOW)
+
+    async def broken_emit(record):
+        raise RuntimeError("producer died")
+
+    w.engine._emit = broken_emit  # the worker dies while publishing the outcome
+    late = NOW + timedelta(hours=2)
+    with pytest.raises(RuntimeError):
+        await w.engine.expire(late)
+    with pytest.raises(RuntimeError):
+        await w.engine.verify_due(late, lambda v: False)
+    assert len(store_a) == 1 and len(store_v) == 1  # both still there for the restarted worker
+    w2 = World([_verified_playbook()], verifications_store=store_v, approvals_store=store_a, ledger_store=w.ledger)
+    assert [r.id.split(":", 1)[1] for r in await w2.engine.expire(late)] == ["expired:0"]
+    assert [r.id.split(":", 1)[1] for r in await w2.engine.verify_due(late, lambda v: False)] == [
+        "unverified:0", "verify-escalated:0"]
+    assert store_a == {} and store_v == {}
+
+
+async def test_rollback_verification_knows_the_restored_version():
+    from playbooks.verification import FindingsSignals
+
+    w = World(load_playbooks())
+    await w.engine.handle_incident(model_incident(), NOW)
+    (v,) = list(w.engine.verifications)
+    assert v.action == "registry:rollback" and v.result["to"] == "2" and v.signal == "model_drift"
+    queries = []
+
+    async def count(query):
+        queries.append(query)
+        return 3  # the restored version drifts too
+
+    records = await w.engine.verify_due(NOW + timedelta(seconds=901), FindingsSignals(count))
+    assert [r.status for r in records] == ["unverified", "escalated"]
+    assert "3 drift findings of fraud v2 since acting" in records[0].reason
+    filters = queries[0]["bool"]["filter"]
+    assert {"term": {"aisoar.entities.model_version": "2"}} in filters
+    assert filters[0] == {"range": {"@timestamp": {"gt": "2026-11-25T03:00:00+00:00"}}}
+
+
+async def test_credential_activity_query_watches_the_principal_after_acting():
+    from playbooks.verification import FindingsSignals
+
+    w = World([_verified_playbook()])
+    await w.engine.handle_incident(incident(), NOW)
+    seen = []
+
+    async def count(query):
+        seen.append(query)
+        return 0
+
+    records = await w.engine.verify_due(NOW + timedelta(seconds=61), FindingsSignals(count))
+    assert [(r.status, r.reason) for r in records] == [
+        ("verified", "verified: credential_activity recovered (0 findings of cred-7 since acting)")]
+    assert {"term": {"aisoar.entities.credential_id": "cred-7"}} in seen[0]["bool"]["should"]
+
+
+# ---------------------------------------------------------------------- one side effect across incidents
+
+
+async def test_same_token_from_two_incidents_is_revoked_once_with_a_reference():
+    w = World()
+    by_session = incident(id="inc-session", correlation_key="session:s1")
+    by_principal = incident(id="inc-principal", correlation_key="principal:cred-7")
+    first = await w.engine.handle_incident(by_session, NOW)
+    second = await w.engine.handle_incident(by_principal, NOW)
+    assert [r.status for r in first] == ["running", "succeeded"]
+    (dup,) = second
+    assert dup.status == "skipped" and dup.incident_id == "inc-principal"
+    assert "already done for incident inc-session" in dup.reason and first[-1].id.split(":")[0] in dup.reason
+    assert len(w.calls("/revocation")) == 1 and w.idp.active == set()
+    # Replays of either, and a restarted worker on the same ledger: still one revocation.
+    await w.engine.handle_incident(by_principal, NOW)
+    w2 = World(ledger_store=w.ledger)
+    await w2.engine.handle_incident(incident(id="inc-third", correlation_key="principal:alice"), NOW)
+    assert w2.records[-1].status == "skipped" and "inc-session" in w2.records[-1].reason
+    assert w2.calls("/revocation") == [] and len(w.calls("/revocation")) == 1
+
+
+async def test_a_token_issued_after_the_revocation_is_a_new_effect():
+    w = World()
+    await w.engine.handle_incident(incident(id="inc-a"), NOW)
+    w.creds.register("cred-7", "tok-new")  # the gateway handed the credential a new token, it leaked too
+    w.idp.active.add("tok-new")
+    records = await w.engine.handle_incident(incident(id="inc-b"), NOW)
+    assert [r.status for r in records] == ["running", "succeeded"] and w.idp.active == set()
+
+
+async def test_first_incident_crashed_mid_revocation_second_rechecks_the_target():
+    w = World()
+    await w.engine.handle_incident(incident(id="inc-a"), NOW)
+    # Rewrite the effect entry as a crash left it: sent, "done" never written.
+    (effect,) = [k for k in w.ledger if k.startswith("effect|")]
+    entry = decode(w.ledger[effect])
+    w.ledger[effect] = encode(msgspec.structs.replace(entry, state="pending"))
+    w2 = World(ledger_store=w.ledger)
+    w2.idp.active.clear()  # the identity server has it revoked
+    records = await w2.engine.handle_incident(incident(id="inc-b"), NOW)
+    assert [r.status for r in records] == ["skipped"] and "inc-a" in records[0].reason
+    assert w2.calls("/revocation") == [] and len(w2.calls("/introspection")) == 1
+
+
+async def test_failed_first_attempt_does_not_block_the_next_incident():
+    w = World(policy=Policy(max_attempts=1, breaker_failures=100))
+    w.idp.revoke_status = 503
+    await w.engine.handle_incident(incident(id="inc-a"), NOW)
+    w.idp.revoke_status = 200
+    records = await w.engine.handle_incident(incident(id="inc-b"), NOW)
+    assert records[-1].status == "succeeded" and w.idp.active == set()
+
+
+async def test_same_model_version_from_two_incidents_is_quarantined_and_rolled_back_once():
+    w = World(load_playbooks())
+    await w.engine.handle_incident(model_incident(), NOW)
+    n = len(w.rec.mutating)
+    records = await w.engine.handle_incident(model_incident(id="inc-m2"), NOW)
+    skipped = [(r.action, r.status) for r in records if r.action.startswith("registry:")]
+    assert skipped == [("registry:quarantine", "skipped"), ("registry:rollback", "skipped")]
+    assert [r.url.path for r in w.rec.mutating[n:]] == ["/api/v2/alerts"]  # only this incident's page
+    assert w.reg.alias == {"champion": "2"}

@@ -16,7 +16,7 @@ from tests.playbooks.helpers import NOW, incident
 def test_all_is_sorted_and_complete():
     public = {name for name in vars(playbooks) if not name.startswith("_")}
     modules = {"actions", "approvals", "breaker", "connections", "credentials", "engine", "ledger", "loader",
-               "policy", "ratelimit", "templating", "approvals_api", "approvals_client"}
+               "policy", "ratelimit", "templating", "approvals_api", "approvals_client", "verification"}
     # isort-style, as ruff (RUF022) keeps it: CONSTANTS, Classes, functions
     assert playbooks.__all__ == sorted(playbooks.__all__, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
     assert set(playbooks.__all__) == public - modules - {"annotations"}
