@@ -2,17 +2,22 @@
  * Starts one OpenSearch node from jars on the classpath (no distribution, no
  * Docker) for the aisoar local stack.
  *
- * Usage: java -cp <classes>:<jars>/* AisoarOpenSearchNode <config-dir>
+ * Usage: java -cp <classes>:<jars>/* [-Daisoar.plugins=<class>,...] AisoarOpenSearchNode <config-dir>
  *
  * <config-dir>/opensearch.yml holds every setting (path.home, ports, ...) and
  * <config-dir>/log4j2.properties the logging; stack/services/opensearch.py writes both. The node runs until SIGTERM, then
  * closes cleanly so its data directory can be reused by the next start.
+ *
+ * -Daisoar.plugins names more plugin classes on the classpath (e.g. the security
+ * plugin, whose jars only the secured node gets): loaded by name so this file
+ * compiles against the core jars alone.
  */
 
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.util.Collection;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
@@ -63,7 +68,13 @@ public final class AisoarOpenSearchNode extends Node {
         // the service redirects stdout to its log file).
         LogConfigurator.registerErrorListener();
         LogConfigurator.configure(environment);
-        AisoarOpenSearchNode node = new AisoarOpenSearchNode(environment, PLUGINS);
+        List<Class<? extends Plugin>> plugins = new ArrayList<>(PLUGINS);
+        for (String name : System.getProperty("aisoar.plugins", "").split(",")) {
+            if (!name.isBlank()) {
+                plugins.add(Class.forName(name.strip()).asSubclass(Plugin.class));
+            }
+        }
+        AisoarOpenSearchNode node = new AisoarOpenSearchNode(environment, plugins);
 
         CountDownLatch closed = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
