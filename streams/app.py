@@ -5,6 +5,10 @@ Agents, topics and tables live in their own modules and import ``app`` from here
 
 from __future__ import annotations
 
+import logging
+import os
+import platform
+import socket
 import ssl
 
 import faust
@@ -28,6 +32,27 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+class Worker(faust.Worker):
+    """Faust's worker, announcing its start as one log record.
+
+    With ``worker.log_format = "json"`` the worker runs with Faust's ``--quiet``
+    (see :func:`streams.main.run_worker`): no banner table, no spinner, no
+    "OK ^" on stdout, so every line the process writes is JSON. This record
+    carries the facts the banner showed.
+    """
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        conf = self.app.conf
+        logging.getLogger("aisoar.worker").info("worker started", extra={"labels": {
+            "id": conf.id, "broker": ",".join(str(url) for url in conf.broker), "store": str(conf.store),
+            "web": str(self.app.web_server_url) if conf.web_enabled else None, "pid": os.getpid(),
+            "hostname": socket.gethostname(), "faust": faust.__version__,
+            "platform": f"{platform.python_implementation()} {platform.python_version()} ({platform.system()})",
+            "datadir": str(conf.datadir.absolute()),
+        }})
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -54,6 +79,7 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.worker.web_port,
         web_in_thread=False,
         autodiscover=False,
+        Worker=Worker,
         **({"logging_config": logging_config()} if settings.worker.log_format == "json" else {}),
     )
 

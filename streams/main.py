@@ -17,8 +17,11 @@ def run_worker(*, loglevel: str = "info") -> None:
     import streams.agents  # noqa: F401  (registers the agents)
     import streams.web  # noqa: F401  (registers /metrics, /healthz, approvals API)
 
+    # JSON logs: Faust's --quiet drops its banner table and spinner (plain text on stdout);
+    # streams.app.Worker logs the banner's facts as one JSON record instead.
+    quiet = ["--quiet"] if settings.worker.log_format == "json" else []
     sys.argv = [
-        "aisoar-worker", "worker", "--loglevel", loglevel,
+        "aisoar-worker", *quiet, "worker", "--loglevel", loglevel,
         "--web-host", settings.worker.web_host, "--web-port", str(settings.worker.web_port),
     ]
     app.main()
