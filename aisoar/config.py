@@ -127,6 +127,8 @@ class PlaybookSettings(_Section):
     approvers_file: str | None = None  # more approvers: one "name token" per line (audited by name)
     approvals_host: str = "127.0.0.1"
     approvals_port: int = 6067  # the approvals API and web page; 0 = a free port
+    approval_ttl_s: float = 3600.0  # a pending approval nobody decides expires (audited "expired")
+    check_interval_s: float = 10.0  # how often the worker expires approvals and runs due verifications
     # TLS for that listener: PEM files kept outside the repo, like every secret. With the
     # certificate (chain) and its key set, the listener serves https only; with a client CA
     # too, it also requires a client certificate signed by that CA (mutual TLS).

@@ -153,6 +153,7 @@ class Engine:
         self._emit = emit
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._verifying: set[str] = set()
+        self._expiring: set[str] = set()
 
     # ------------------------------------------------------------------ entry points
     def matching(self, incident: Incident, *, closing: bool = False) -> list[Playbook]:
@@ -229,10 +230,14 @@ class Engine:
         for pending in sorted(self.approvals, key=lambda p: p.expires_at):
             if pending.expires_at > now or (owns is not None and not owns(pending.incident.id)):
                 continue
-            if self.approvals.get(pending.action_id) is None:
+            if self.approvals.get(pending.action_id) is None or pending.action_id in self._expiring:
                 continue  # decided meanwhile
-            records.append(await self._expire(pending, now))
-            self.approvals.pop(pending.action_id)
+            self._expiring.add(pending.action_id)  # a decision arriving during the awaits below is refused
+            try:
+                records.append(await self._expire(pending, now))
+                self.approvals.pop(pending.action_id)
+            finally:
+                self._expiring.discard(pending.action_id)
         return records
 
     # ------------------------------------------------------------------ verification
@@ -463,6 +468,8 @@ class Engine:
         records.append(await self._record(job, "pending_approval", request=await self._plan(job), reason=reason))
 
     def _take_pending(self, action_id: str) -> PendingApproval:
+        if action_id in self._expiring:
+            raise KeyError(action_id)  # being expired right now (the timer and a decision raced)
         pending = self.approvals.pop(action_id)
         if pending is None:
             raise KeyError(action_id)

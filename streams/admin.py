@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def topic_names(settings: Settings) -> list[str]:
     t = settings.topics
     return [t.prompts, t.inference, t.security, t.findings, t.incidents, t.actions, t.deadletter,
-            f"{t.findings}.by-key"]
+            f"{t.findings}.by-key", f"{t.incidents}.control"]
 
 
 async def ensure_topics(settings: Settings, *, retries: int = 30) -> None:

@@ -222,3 +222,32 @@ async def housekeeping() -> None:
     for tp in assigned:
         if tp.topic == correlate_topic.get_topic_name():
             await runtime.send_control(tp.topic, now, partition=tp.partition, kind=b"tick")
+
+
+#: Playbook control records (timer ticks), partitioned like the incidents topic and so like
+#: the ledger table: the tick of partition p touches only partition p's approvals and
+#: verifications, in stream context (tables change only while a record is processed).
+playbook_control_topic = app.topic(f"{settings.topics.incidents}.control", key_type=bytes, value_type=bytes,
+                                   key_serializer="raw", value_serializer="raw",
+                                   partitions=settings.topics.partitions)
+
+
+@app.agent(playbook_control_topic, name="playbook-control")
+async def playbook_control(stream: faust.StreamT[bytes]) -> None:
+    async for event in stream.events():
+        if dict(event.headers or {}).get("aisoar-kind") == b"tick":
+            await runtime.playbook_tick(event.message.partition, datetime.fromisoformat(event.value.decode()))
+
+
+@app.timer(interval=settings.playbooks.check_interval_s)
+async def playbook_housekeeping() -> None:
+    """Pending approvals expire and verifications fall due on wall-clock time."""
+    now = datetime.now(timezone.utc).isoformat().encode()
+    assigned = app.consumer.assignment() if app.consumer is not None else set()
+    for tp in assigned:
+        if tp.topic == playbook_control_topic.get_topic_name():
+            try:
+                await runtime.send_control(tp.topic, now, partition=tp.partition, kind=b"tick")
+            except Exception as exc:  # noqa: BLE001 -- a timer that raises stops the app; the next tick retries
+                log.warning("playbook tick not sent (%s); retried at the next interval", type(exc).__name__)
+                return

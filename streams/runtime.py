@@ -159,7 +159,8 @@ class Runtime:
             connections=connections,
             credentials=credentials,
             emit=self._emit,
-            policy=Policy(kill_switch=s.playbooks.kill_switch, dry_run=s.playbooks.dry_run),
+            policy=Policy(kill_switch=s.playbooks.kill_switch, dry_run=s.playbooks.dry_run,
+                          approval_ttl_s=s.playbooks.approval_ttl_s),
             ledger_store=PrefixedTable(ledger_table, "ledger:"),
             approvals_store=PrefixedTable(ledger_table, "approval:"),
             verifications_store=PrefixedTable(ledger_table, "verify:"),
@@ -181,6 +182,35 @@ class Runtime:
                 await self.engine.deny(decision.action_id, decision.actor, now=decision.at)
         except KeyError:
             log.warning("decision for unknown or already decided action %s by %s", decision.action_id, decision.actor)
+
+    async def playbook_tick(self, partition: int, now: datetime) -> None:
+        """Expire pending approvals and run due verifications of the incidents of ``partition``
+        of the incidents topic. Only those: Faust writes a table change to the changelog
+        partition of the event being processed (this tick's), so touching another
+        partition's ledger entries would resurrect them at the next recovery."""
+        from aiokafka.partitioner import murmur2
+
+        n = self.settings.topics.partitions
+
+        def owns(incident_id: str) -> bool:  # Kafka's default partitioner on the incident key
+            return (murmur2(incident_id.encode()) & 0x7FFFFFFF) % n == partition
+
+        await self.engine.expire(now, owns=owns)
+        await self.engine.verify_due(now, self.signals, owns=owns)
+
+    @cached_property
+    def signals(self) -> Any:
+        """Verify-after-acting reads the findings the SIEM holds (the same on every worker)."""
+        from playbooks.verification import FindingsSignals
+
+        sink = self.sink
+
+        async def count(query: Any) -> int:
+            if sink is None:
+                raise LookupError("no SIEM configured: verification has no signal to read")
+            return int(await sink.count("finding", query))
+
+        return FindingsSignals(count)
 
     # -- SIEM -----------------------------------------------------------------
 

@@ -517,3 +517,22 @@ async def test_same_model_version_from_two_incidents_is_quarantined_and_rolled_b
     assert skipped == [("registry:quarantine", "skipped"), ("registry:rollback", "skipped")]
     assert [r.url.path for r in w.rec.mutating[n:]] == ["/api/v2/alerts"]  # only this incident's page
     assert w.reg.alias == {"champion": "2"}
+
+
+async def test_a_decision_racing_the_expiry_is_refused_not_applied_twice():
+    w = World([playbook(mode="approval")])
+    await w.engine.handle_incident(incident(), NOW)
+    (pending,) = w.engine.list_pending()
+    results = {}
+
+    async def slow_emit(record):  # the expiry's audit record is being published when the decision lands
+        w.records.append(record)
+        if record.status == "expired":
+            with pytest.raises(KeyError):
+                await w.engine.approve(pending.action_id, "bob", NOW)
+            results["approve_refused"] = True
+
+    w.engine._emit = slow_emit
+    records = await w.engine.expire(NOW + timedelta(hours=2))
+    assert [r.status for r in records] == ["expired"] and results == {"approve_refused": True}
+    assert w.calls("/revocation") == [] and w.engine.list_pending() == []

@@ -1,0 +1,158 @@
+"""Issue 5 through the real worker: the playbook timer (expiry and verify-after-acting).
+
+Real Kafka, OpenSearch, oidc-provider and Alertmanager; the intervals are configured
+down to seconds (``playbooks.approval_ttl_s``, ``playbooks.check_interval_s``, and
+``verify_after`` in a copy of the shipped playbooks).
+
+(a) A revocation waiting for approval that nobody decides expires: audited ``expired``
+    in the index, the token stays active, the approvals queue is empty.
+(b) Two leaked credentials are revoked (once each, however many incidents name them).
+    One keeps being used after its revocation: its verification records ``unverified``
+    and pages on-call (the alert is in Alertmanager); the other goes quiet: ``verified``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aisoar.demo import introspect, mint_token
+from playbooks.loader import DEFAULT_DIR
+from tests.e2e.conftest import run
+from tests.e2e.kafka_io import produce, search_index, wait_for_count
+from tests.e2e.test_pipeline import prompt_record
+from tests.e2e.test_response import JAILBREAKS
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600),
+              pytest.mark.stack_services("oidc", "alertmanager")]
+
+VERIFY_AFTER_S = 25  # long enough for the follow-up activity to be detected and indexed first
+
+
+def _playbooks_with_verify_after(tmp_path: Path, seconds: int) -> Path:
+    """The shipped playbooks, with the leaked-credential verification due after ``seconds``."""
+    target = tmp_path / "playbooks"
+    shutil.copytree(DEFAULT_DIR, target)
+    path = target / "leaked_credential.yaml"
+    text = path.read_text()
+    assert "verify_after: 300" in text
+    path.write_text(text.replace("verify_after: 300", f"verify_after: {seconds}"))
+    return target
+
+
+def _actions(settings: Any, **terms: str) -> list[dict[str, Any]]:
+    query = {"bool": {"filter": [{"term": {field: value}} for field, value in terms.items()]}}
+    return run(search_index(settings, "action", query))
+
+
+def _worker_env(oidc: dict[str, Any], vault: Path, **extra: str) -> dict[str, str]:
+    return {"AISOAR_CREDENTIAL_VAULT": str(vault),
+            "AISOAR_IDENTITY__CLIENT_SECRET": oidc["clients"]["aisoar-responder"]["client_secret"],
+            "AISOAR_PLAYBOOKS__CHECK_INTERVAL_S": "1", **extra}
+
+
+def test_an_approval_nobody_decides_expires_and_is_audited(start_worker, stack, tmp_path) -> None:
+    oidc = stack["oidc"]
+    token = mint_token(oidc)
+    user = f"mallory{uuid.uuid4().hex[:6]}"
+    vault = tmp_path / "vault.json"
+    vault.write_text(json.dumps({f"cred-{user}": [token]}))
+    api_token = secrets.token_urlsafe(24)
+    worker = start_worker(**_worker_env(oidc, vault, AISOAR_PLAYBOOKS__APPROVAL_TTL_S="6",
+                                        AISOAR_PLAYBOOKS__API_TOKEN=api_token))
+    settings = worker.settings
+    assert settings.playbooks.approval_ttl_s == 6 and settings.playbooks.check_interval_s == 1
+    at = datetime.now(timezone.utc) - timedelta(minutes=3)
+    run(produce(settings, [(settings.topics.prompts, b"sess-x", prompt_record(
+        f"jb-{i}", text, "I can't help with that.", at + timedelta(seconds=20 * i), user=f"{user}@corp.example",
+        session=f"sess-{user}")) for i, text in enumerate(JAILBREAKS)]))
+
+    expired = {"bool": {"filter": [{"term": {"event.action": "identity:revoke_token"}},
+                                   {"term": {"aisoar.status": "expired"}}]}}
+    run(wait_for_count(settings, "action", expired, 1, timeout=240))
+    audit = _actions(settings, **{"event.action": "identity:revoke_token"})
+    statuses = Counter(doc["aisoar"]["status"] for doc in audit)
+    assert statuses["pending_approval"] == 1 and statuses["expired"] == 1, statuses
+    assert not {"approved", "running", "succeeded"} & set(statuses), statuses
+    (doc,) = [d for d in audit if d["aisoar"]["status"] == "expired"]
+    assert doc["event"]["outcome"] == "failure" and "not given within 6s" in doc["event"]["reason"]
+    assert doc["aisoar"]["action"]["target"] == f"cred-{user}"
+    assert introspect(oidc, token) is True  # nobody approved: nothing was revoked
+    base = f"http://127.0.0.1:{settings.playbooks.approvals_port}"
+    pending = httpx.get(f"{base}/api/actions", params={"status": "pending"},
+                        headers={"Authorization": f"Bearer {api_token}"}, timeout=10).json()
+    assert [p for p in pending if p["action"] == "identity:revoke_token"] == []
+
+
+def _alerts(am: dict[str, Any], alertname: str, target: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{am['url']}/api/v2/alerts",
+                  params=[("filter", f'alertname="{alertname}"'), ("filter", f'target="{target}"')], timeout=10)
+    r.raise_for_status()
+    return list(r.json())
+
+
+def test_verify_after_revocation_escalates_a_principal_still_active_and_verifies_a_quiet_one(
+        start_worker, stack, tmp_path) -> None:
+    oidc, am = stack["oidc"], stack["alertmanager"]
+    tag = uuid.uuid4().hex[:6]
+    stays, quiet = f"stays{tag}", f"quiet{tag}"
+    tokens = {user: mint_token(oidc) for user in (stays, quiet)}
+    vault = tmp_path / "vault.json"
+    vault.write_text(json.dumps({f"cred-{user}": [token] for user, token in tokens.items()}))
+    worker = start_worker(**_worker_env(oidc, vault, AISOAR_PLAYBOOKS__DIR=str(
+        _playbooks_with_verify_after(tmp_path, VERIFY_AFTER_S))))
+    settings = worker.settings
+
+    now = datetime.now(timezone.utc)
+    run(produce(settings, [(settings.topics.prompts, f"sess-{user}".encode(), prompt_record(
+        f"leak-{user}", f"My CI fails with this token, can you see why? GITHUB_TOKEN=ghp_{secrets.token_hex(18)}",
+        "Rotate it.", now, user=f"{user}@corp.example", session=f"sess-{user}")) for user in (stays, quiet)]))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and any(introspect(oidc, t) for t in tokens.values()):
+        time.sleep(0.5)
+    assert not any(introspect(oidc, t) for t in tokens.values()), "the leaked credentials were not revoked"
+    revoked_at = datetime.now(timezone.utc)
+
+    # One principal goes on using the AI gateway after its revocation; the other is quiet.
+    run(produce(settings, [(settings.topics.prompts, f"sess-{stays}".encode(), prompt_record(
+        f"after-{stays}-{i}", text, "No.", revoked_at + timedelta(seconds=1 + i), user=f"{stays}@corp.example",
+        session=f"sess-{stays}")) for i, text in enumerate(JAILBREAKS[:2])]))
+
+    outcome = {"bool": {"filter": [{"term": {"event.action": "identity:revoke_token"}},
+                                   {"terms": {"aisoar.status": ["verified", "unverified"]}}]}}
+    run(wait_for_count(settings, "action", outcome, 2, timeout=VERIFY_AFTER_S + 180))
+    by_target: dict[str, Counter[str]] = {}
+    docs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for doc in _actions(settings, **{"event.action": "identity:revoke_token"}):
+        target, status = doc["aisoar"]["action"]["target"], doc["aisoar"]["status"]
+        by_target.setdefault(target, Counter())[status] += 1
+        docs.setdefault((target, status), []).append(doc)
+    print(f"\nrevoke audit by target: { {t: dict(c) for t, c in by_target.items()} }")
+    for user in (stays, quiet):  # one revocation each, however many incidents named the credential
+        assert by_target[f"cred-{user}"]["succeeded"] == 1, by_target
+        for skipped in docs.get((f"cred-{user}", "skipped"), []):  # a later revision, or another incident
+            assert skipped["event"]["reason"].startswith(("already done (idempotency key)",
+                                                          "already done for incident")), skipped["event"]
+
+    (unverified,) = docs[(f"cred-{stays}", "unverified")]
+    assert "credential_activity did not recover" in unverified["event"]["reason"]
+    assert unverified["event"]["outcome"] == "failure"
+    assert by_target[f"cred-{stays}"]["escalated"] == 1 and by_target[f"cred-{stays}"]["verified"] == 0
+    (verified,) = docs[(f"cred-{quiet}", "verified")]
+    assert "0 findings of" in verified["event"]["reason"] and verified["event"]["outcome"] == "success"
+    assert by_target[f"cred-{quiet}"]["unverified"] == 0 and by_target[f"cred-{quiet}"]["escalated"] == 0
+
+    (alert,) = _alerts(am, "AisoarVerificationFailed", f"cred-{stays}")
+    assert alert["labels"]["severity"] == "critical" and alert["labels"]["action"] == "identity:revoke_token"
+    assert "did not recover" in alert["annotations"]["summary"]
+    assert _alerts(am, "AisoarVerificationFailed", f"cred-{quiet}") == []
