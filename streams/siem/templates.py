@@ -281,12 +281,16 @@ async def _request(client: httpx.AsyncClient, method: str, url: str, **kwargs: A
     try:
         return await client.request(method, url, **kwargs)
     except httpx.HTTPError as exc:
-        raise SinkError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            hint = " (set siem.ca_file to the CA that signed the SIEM's certificate)"
+        raise SinkError(f"{method} {url} failed: {type(exc).__name__}: {exc}{hint}") from exc
 
 
 def _check(response: httpx.Response, what: str) -> None:
     if response.is_error:
-        raise SinkError(f"{what}: HTTP {response.status_code}: {response.text[:500]}")
+        hint = " (check siem.username and the password or API key)" if response.status_code == 401 else ""
+        raise SinkError(f"{what}: HTTP {response.status_code}: {response.text[:500]}{hint}")
 
 
 async def detect_flavor(client: httpx.AsyncClient) -> Literal["opensearch", "elasticsearch"]:

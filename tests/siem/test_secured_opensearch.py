@@ -99,8 +99,11 @@ async def test_worker_sink_indexes_over_tls_with_custom_ca_and_basic_auth(
     for env in ({"AISOAR_SIEM__PASSWORD": PASSWORD}, {"AISOAR_SIEM__PASSWORD_FILE": str(password_file)}):
         sink: SiemSink = Runtime(settings_for(cleanup, **env)).sink
         try:
-            installed = await sink.install(replicas=0, lifecycle=False)
+            installed = await sink.install(replicas=0)  # as the worker does, lifecycle included
             assert installed["flavor"] == "opensearch"
+            # The index-management (ISM) plugin is not published on Maven Central: the node has
+            # none, and the installer says so instead of failing (its JSON: test_templates.py).
+            assert installed["lifecycle"] == "skipped: ISM plugin not available"
             when = datetime(2026, 11, 25, 10, tzinfo=timezone.utc)
             for i in range(20):
                 await sink.add("finding", make_finding(i, ts=when))
@@ -118,7 +121,7 @@ async def test_wrong_password_is_refused_with_a_clear_error(
     wrong = secrets.token_urlsafe(16)
     sink: SiemSink = Runtime(settings_for(cleanup, AISOAR_SIEM__PASSWORD=wrong)).sink
     try:
-        with pytest.raises(SinkError, match="HTTP 401") as refused:
+        with pytest.raises(SinkError, match=r"GET /: HTTP 401: Unauthorized \(check siem.username") as refused:
             await sink.install(lifecycle=False)
         assert wrong not in str(refused.value) and PASSWORD not in str(refused.value)
         await sink.add("finding", make_finding(1))
@@ -139,7 +142,7 @@ async def test_tls_needs_the_custom_ca(
     layout = IndexLayout(prefix=cleanup)
     # The system trust store does not know the stack's CA.
     async with make_client(secured["url"], username=USER, password=PASSWORD) as no_ca:
-        with pytest.raises(SinkError, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(SinkError, match=r"CERTIFICATE_VERIFY_FAILED.*\(set siem.ca_file"):
             await install_templates(no_ca, layout, lifecycle=False)
     # Nor does another CA (a fresh one, same subject names).
     make_tls(tmp_path / "other")
