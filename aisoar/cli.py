@@ -8,7 +8,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -216,67 +218,100 @@ def demo(
 # ---------------------------------------------------------------- actions
 
 
-def _approvals_client(url: str | None, config: Path | None) -> tuple[object, object]:
-    import httpx
-
+def _approvals_client(url: str | None, config: Path | None, tls: _ClientTls) -> tuple[object, object]:
     from aisoar.config import load_settings, read_secret
-    from playbooks.approvals_client import ApprovalsClient
+    from aisoar.errors import ConfigError
+    from playbooks.approvals_client import ApprovalsClient, http_client
 
     _use_config(config)
     settings = load_settings()
+    p = settings.playbooks
     token = read_secret("playbooks", "api_token", settings)
     if not token:
         console.print("[red]set AISOAR_PLAYBOOKS__API_TOKEN (or playbooks.api_token_file) to your approver token[/]")
         raise typer.Exit(2)
-    base = url or f"http://{settings.playbooks.approvals_host}:{settings.playbooks.approvals_port}"
-    client = httpx.AsyncClient(base_url=base, timeout=10.0)
+    ca_file = tls.ca_file or p.approvals_ca_file
+    cert_file = tls.client_cert or p.approvals_client_cert_file
+    key_file = tls.client_key or (p.approvals_client_key_file if not tls.client_cert else None)
+    # Default URL: https when this config serves TLS or names a CA to verify the listener with.
+    scheme = "https" if p.approvals_tls or ca_file else "http"
+    base = url or f"{scheme}://{p.approvals_host}:{p.approvals_port}"
+    try:
+        client = http_client(base, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     return ApprovalsClient(client, token), client
 
 
-UrlOption = Annotated[Optional[str], typer.Option("--url", help="Approvals API base URL (default: from config).")]
+def _call_api(client: object, call: Callable[[], Awaitable[Any]]) -> Any:
+    """Run one API call; an unreachable, untrusted or refusing API is a one-line error, exit 1."""
+    from aisoar.errors import ActionError
 
-
-@actions_app.command("list")
-def actions_list(url: UrlOption = None, config: ConfigOption = None) -> None:
-    """Pending actions waiting for a human decision."""
-    api, client = _approvals_client(url, config)
-
-    async def go() -> list[dict]:
+    async def go() -> Any:
         try:
-            return await api.list_pending()  # type: ignore[attr-defined]
+            return await call()
         finally:
             await client.aclose()  # type: ignore[attr-defined]
 
+    try:
+        return asyncio.run(go())
+    except ActionError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+@dataclass(frozen=True)
+class _ClientTls:
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
+UrlOption = Annotated[Optional[str], typer.Option("--url", help="Approvals API base URL (default: from config).")]
+CaFileOption = Annotated[Optional[Path], typer.Option(
+    "--ca-file", help="PEM CA that signed the approvals listener's certificate (default: "
+                      "playbooks.approvals_ca_file / AISOAR_PLAYBOOKS__APPROVALS_CA_FILE, else the system's CAs).")]
+ClientCertOption = Annotated[Optional[Path], typer.Option(
+    "--client-cert", help="PEM client certificate, when the listener requires one (playbooks.approvals_client_cert_file).")]
+ClientKeyOption = Annotated[Optional[Path], typer.Option(
+    "--client-key", help="PEM key of --client-cert, if not inside it (playbooks.approvals_client_key_file).")]
+
+
+def _tls(ca_file: Path | None, client_cert: Path | None, client_key: Path | None) -> _ClientTls:
+    return _ClientTls(*(str(p) if p else None for p in (ca_file, client_cert, client_key)))
+
+
+@actions_app.command("list")
+def actions_list(url: UrlOption = None, config: ConfigOption = None, ca_file: CaFileOption = None,
+                 client_cert: ClientCertOption = None, client_key: ClientKeyOption = None) -> None:
+    """Pending actions waiting for a human decision."""
+    api, client = _approvals_client(url, config, _tls(ca_file, client_cert, client_key))
     table = Table("action id", "playbook", "action", "target", "incident", "expires")
-    for item in asyncio.run(go()):
+    for item in _call_api(client, api.list_pending):  # type: ignore[attr-defined]
         table.add_row(item.get("action_id", ""), item.get("playbook", ""), item.get("action", ""),
                       item.get("target", ""), item.get("incident", {}).get("id", ""), str(item.get("expires_at", "")))
     console.print(table)
 
 
-def _decide(action_id: str, approve: bool, url: str | None, config: Path | None) -> None:
-    api, client = _approvals_client(url, config)
-
-    async def go() -> dict:
-        try:
-            call = api.approve if approve else api.deny  # type: ignore[attr-defined]
-            return await call(action_id)
-        finally:
-            await client.aclose()  # type: ignore[attr-defined]
-
-    console.print_json(json.dumps(asyncio.run(go()), default=str))
+def _decide(action_id: str, approve: bool, url: str | None, config: Path | None, tls: _ClientTls) -> None:
+    api, client = _approvals_client(url, config, tls)
+    call = api.approve if approve else api.deny  # type: ignore[attr-defined]
+    console.print_json(json.dumps(_call_api(client, lambda: call(action_id)), default=str))
 
 
 @actions_app.command("approve")
-def actions_approve(action_id: str, url: UrlOption = None, config: ConfigOption = None) -> None:
+def actions_approve(action_id: str, url: UrlOption = None, config: ConfigOption = None, ca_file: CaFileOption = None,
+                    client_cert: ClientCertOption = None, client_key: ClientKeyOption = None) -> None:
     """Approve a pending action: the worker runs it and audits you as the approver."""
-    _decide(action_id, True, url, config)
+    _decide(action_id, True, url, config, _tls(ca_file, client_cert, client_key))
 
 
 @actions_app.command("deny")
-def actions_deny(action_id: str, url: UrlOption = None, config: ConfigOption = None) -> None:
+def actions_deny(action_id: str, url: UrlOption = None, config: ConfigOption = None, ca_file: CaFileOption = None,
+                 client_cert: ClientCertOption = None, client_key: ClientKeyOption = None) -> None:
     """Deny a pending action."""
-    _decide(action_id, False, url, config)
+    _decide(action_id, False, url, config, _tls(ca_file, client_cert, client_key))
 
 
 # ---------------------------------------------------------------- config

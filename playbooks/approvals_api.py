@@ -32,6 +32,11 @@ agent processes a record, so ``decide(pending, approve, actor)`` publishes a dec
 returns ``None``; the API then answers ``202 {"status": "accepted", "action_id": ...}`` and
 the page says the decision is being applied. Mount the app on the Faust web server or run
 it with :func:`serve`.
+
+TLS: ``serve(app, host, port, ssl_context=server_ssl_context(cert, key[, client_ca]))``
+serves https only (a plain-http request gets the connection closed during the handshake);
+with ``client_ca`` every client must also present a certificate signed by it (mutual
+TLS). The bearer token or session is still required on top of either.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import html
 import json
 import logging
 import secrets
+import ssl
 import string
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,7 +65,7 @@ from playbooks.actions import ActionContext
 from playbooks.approvals import PendingApproval
 from playbooks.engine import Engine
 
-__all__ = ["Decide", "make_app", "serve"]
+__all__ = ["Decide", "make_app", "serve", "server_ssl_context"]
 
 log = logging.getLogger("aisoar.playbooks.approvals_api")
 
@@ -270,6 +276,10 @@ def make_app(engine: Engine, tokens: Mapping[str, str], *, decide: Decide | None
             return web.json_response({"error": f"no pending action {action_id}"}, status=404)
         except _Decided as exc:
             return web.json_response({"error": str(exc), "action_id": action_id}, status=409)
+        except Exception:  # e.g. the broker is down: the decision was not submitted, it stays pending
+            log.exception("approvals API: decision on %s by %s could not be submitted", action_id, request[_ACTOR])
+            return web.json_response({"error": "the decision could not be submitted; still pending, try again",
+                                      "action_id": action_id}, status=503)
         if outcome.records is None:
             return web.json_response({"status": "accepted", "action_id": action_id}, status=202)
         body: dict[str, Any] = {"action_id": action_id, "records": outcome.records}
@@ -539,9 +549,38 @@ def _result(action_id: str, actor: str, outcome: _Outcome) -> _Html:
     return _render("result", heading=f"{verb}: {action_id}", outcome=status, message=text, records=records)
 
 
-async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> web.AppRunner:
-    """Start ``app`` on ``host:port``; returns the runner (``await runner.cleanup()`` to stop)."""
+def server_ssl_context(cert_file: str, key_file: str, client_ca_file: str | None = None) -> ssl.SSLContext:
+    """A server context for the listener: TLS 1.2+, ``cert_file`` (PEM chain) with ``key_file``;
+    with ``client_ca_file``, client certificates signed by that CA are required.
+
+    Raises :class:`ConfigError` naming the setting whose file cannot be used.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:  # never the key's content: only which file failed and why
+        raise ConfigError(f"cannot load the certificate {cert_file} with the key {key_file}: {_why(exc)}",
+                          key="playbooks.approvals_tls_cert_file") from exc
+    if client_ca_file:
+        try:
+            context.load_verify_locations(cafile=client_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the client CA: {_why(exc)}", file=client_ca_file,
+                              key="playbooks.approvals_tls_client_ca_file") from exc
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _why(exc: OSError) -> str:
+    return str(getattr(exc, "reason", None) or exc.strerror or type(exc).__name__)
+
+
+async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0, *,
+                ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    """Start ``app`` on ``host:port`` (https with ``ssl_context``); returns the runner
+    (``await runner.cleanup()`` to stop)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     return runner

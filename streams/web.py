@@ -55,7 +55,12 @@ async def serve_approvals() -> None:
     if not tokens:
         log.warning("no approver token configured (AISOAR_PLAYBOOKS__API_TOKEN): approvals API not started")
         return
-    from playbooks.approvals_api import make_app, serve
+    from playbooks.approvals_api import make_app, serve, server_ssl_context
+
+    p = settings.playbooks
+    # A certificate that cannot be loaded stops the worker (ConfigError): never fall back to http.
+    context = (server_ssl_context(p.approvals_tls_cert_file, p.approvals_tls_key_file, p.approvals_tls_client_ca_file)
+               if p.approvals_tls_cert_file and p.approvals_tls_key_file else None)
 
     async def decide(pending: Any, approve: bool, actor: str) -> None:
         decision = Decision(action_id=pending.action_id, incident_id=pending.incident.id, approve=approve,
@@ -63,6 +68,6 @@ async def serve_approvals() -> None:
         await runtime.send_control(settings.topics.incidents, encode(decision), key=pending.incident.id.encode(),
                                    kind=b"decision")
 
-    await serve(make_app(runtime.engine, tokens, decide=decide), settings.playbooks.approvals_host,
-                settings.playbooks.approvals_port)
-    log.info("approvals on http://%s:%d/approvals", settings.playbooks.approvals_host, settings.playbooks.approvals_port)
+    await serve(make_app(runtime.engine, tokens, decide=decide), p.approvals_host, p.approvals_port, ssl_context=context)
+    log.info("approvals on %s/approvals%s", p.approvals_url,
+             " (client certificates required)" if p.approvals_tls_client_ca_file else "")
