@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 import msgspec
+from aiokafka.errors import KafkaError
 
 from aisoar.actions import ActionRecord, Decision
 from aisoar.events import DeadLetter, dead_letter, decode_security, encode
@@ -221,7 +222,14 @@ async def housekeeping() -> None:
     assigned = app.consumer.assignment() if app.consumer is not None else set()
     for tp in assigned:
         if tp.topic == correlate_topic.get_topic_name():
-            await runtime.send_control(tp.topic, now, partition=tp.partition, kind=b"tick")
+            try:
+                await runtime.send_control(tp.topic, now, partition=tp.partition, kind=b"tick")
+            except KafkaError as exc:
+                # Broker unreachable (restart, outage): an exception here would crash the whole
+                # app (Faust timers are app tasks). A skipped tick is harmless: the next one
+                # (30 s) closes the same idle incidents.
+                log.warning("housekeeping: tick not sent (%s); retried at the next interval", type(exc).__name__)
+                return
 
 
 #: Playbook control records (timer ticks), partitioned like the incidents topic and so like

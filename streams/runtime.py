@@ -111,9 +111,14 @@ class Runtime:
 
             from streams.produce import kafka_client_options
 
-            self._control = AIOKafkaProducer(**kafka_client_options(self.settings), acks="all",  # type: ignore[arg-type]
-                                             enable_idempotence=True)
-            await self._control.start()
+            producer = AIOKafkaProducer(**kafka_client_options(self.settings), acks="all",  # type: ignore[arg-type]
+                                        enable_idempotence=True)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()  # not kept: the next call starts a fresh one (broker back)
+                raise
+            self._control = producer
         await self._control.send_and_wait(topic, value, key=key, partition=partition,
                                           headers=[("aisoar-kind", kind)])
 
@@ -164,7 +169,15 @@ class Runtime:
             ledger_store=PrefixedTable(ledger_table, "ledger:"),
             approvals_store=PrefixedTable(ledger_table, "approval:"),
             verifications_store=PrefixedTable(ledger_table, "verify:"),
+            write_ahead=self._flush_changelog,
         )
+
+    async def _flush_changelog(self) -> None:
+        """The ledger's "pending" reaches its Kafka changelog before the engine acts: after a
+        crash right after acting, the restarted worker finds "pending" and re-checks the target."""
+        from streams.app import app
+
+        await app.producer.flush()
 
     async def _emit(self, record: ActionRecord) -> None:
         if self.emit is not None:
