@@ -10,6 +10,7 @@ SIEM indexer commits only after ``_bulk`` acknowledged). Figures:
 * ``eps`` = N / (time from the first record produced until the input lag is zero);
 * ``eps_e2e`` = N / (... until every topic of the group, including the SIEM sink, is at zero lag);
 * ``eps_steady`` = slope of consumed records between 20% and 80% of N (excludes ramp-up);
+* ``eps_per_worker_cpu_s`` = N / CPU seconds of the worker processes over the run (psutil);
 * the lag series, the worker CPU share (psutil), and the findings count in the index.
 
 ``python -m bench.end_to_end [--quick] [--events N] [--workers 1,2] [--stack-file F]``
@@ -153,7 +154,9 @@ def session(state_file: Path, workdir: Path, counts: list[int], n: int, *, timeo
                 produce_s = await prod
                 return produce_s, lag
 
+            cpu0 = sum(sum(p.cpu_times()[:2]) for p in ps)
             produce_s, lag = asyncio.run(main())
+            cpu_s = sum(sum(p.cpu_times()[:2]) for p in ps if p.is_running()) - cpu0
             t_in, t_all = lag["t_inputs"], lag["t_all"]
             steady = _steady(lag["series"], n)
             results[f"{k}w"] = {
@@ -164,6 +167,10 @@ def session(state_file: Path, workdir: Path, counts: list[int], n: int, *, timeo
                 "eps_e2e": round(n / t_all) if t_all else None,
                 "eps_steady": round(steady) if steady else None,
                 "produce_eps": round(n / produce_s),
+                # CPU seconds the worker process(es) used until every topic was at zero lag: the
+                # capacity per core, less sensitive than wall time to the machine's other load.
+                "worker_cpu_s": round(cpu_s, 1),
+                "eps_per_worker_cpu_s": round(n / cpu_s) if cpu_s > 0 else None,
                 "seconds_to_zero_lag": t_in,
                 "seconds_to_zero_lag_all": t_all,
                 "finished": t_in is not None,

@@ -27,6 +27,7 @@ from aisoar.incidents import Incident, Suppression
 from aisoar.pipeline import Outcome, RecordKind
 from streams import metrics
 from streams.app import app, settings
+from streams.detect import DetectStage, correlation_key
 from streams.runtime import runtime
 from streams.tables import correlate_topic
 from streams.topics import (
@@ -39,7 +40,7 @@ from streams.topics import (
     security_topic,
 )
 
-__all__ = ["correlate", "detect_inference", "detect_prompts", "fan_out_findings", "fan_out_security",
+__all__ = ["correlate", "correlation_key", "detect_stage", "fan_out_findings", "fan_out_security",
            "index_in_siem", "respond_to_incidents"]
 
 log = logging.getLogger(__name__)
@@ -57,17 +58,6 @@ def _source(topic: bytes, partition: int, offset: int) -> dict[str, bytes]:
 _incident_decoder = msgspec.json.Decoder(Incident)
 _decision_decoder = msgspec.json.Decoder(Decision)
 _suppression_decoder = msgspec.json.Decoder(Suppression)
-
-
-def correlation_key(finding: Finding) -> bytes:
-    """Findings are keyed by the entity correlation groups on, so that entity's state
-    stays on one partition: the principal, else the model version, else the session."""
-    e = finding.entities
-    if e.principal:
-        return f"principal:{e.principal}".encode()
-    if e.model_name:
-        return f"model:{e.model_name}@{e.model_version}".encode()
-    return f"session:{e.session_id}".encode()
 
 
 async def publish_outcome(outcome: Outcome) -> None:
@@ -119,8 +109,19 @@ def _detect_agent(kind: RecordKind) -> Callable[[faust.StreamT[bytes]], Coroutin
     return detect
 
 
-detect_prompts = app.agent(prompts_topic, name="detect-prompts")(_detect_agent("prompt"))
-detect_inference = app.agent(inference_topic, name="detect-inference")(_detect_agent("inference"))
+if settings.worker.processing_guarantee == "exactly_once":
+    # Faust's transactions cover what its agents produce: detection stays an agent in this mode.
+    detect_prompts = app.agent(prompts_topic, name="detect-prompts")(_detect_agent("prompt"))
+    detect_inference = app.agent(inference_topic, name="detect-inference")(_detect_agent("inference"))
+    detect_stage: DetectStage | None = None
+else:
+    # At-least-once (the default): the leaner batch consumer of streams/detect.py (why: its docstring).
+    detect_stage = DetectStage(settings, lambda: runtime.pipeline)
+
+    @app.task
+    async def run_detect_stage() -> None:
+        assert detect_stage is not None
+        await detect_stage.run()
 
 
 @app.agent(security_topic, name="fan-out-security")

@@ -19,8 +19,20 @@ from streams.produce import kafka_client_options
 __all__ = ["group_lag", "wait_caught_up"]
 
 
+def _group_of(settings: Settings, group: str, topic: str) -> str:
+    """The worker reads its input topics with the detect stage's own group (streams/detect.py)."""
+    t = settings.topics
+    lean = settings.worker.processing_guarantee != "exactly_once"
+    if lean and group == settings.worker.id and topic in (t.prompts, t.inference):
+        from streams.detect import detect_group
+
+        return detect_group(settings)
+    return group
+
+
 async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> dict[str, int]:
-    """Messages not yet committed by ``group``, per topic (end offset - committed offset)."""
+    """Messages not yet committed by ``group``, per topic (end offset - committed offset).
+    For the worker's group (``worker.id``) this covers the detect stage's input topics too."""
     options = kafka_client_options(settings)
     admin = AIOKafkaAdminClient(**options)  # type: ignore[arg-type]
     consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)  # type: ignore[arg-type]
@@ -30,7 +42,10 @@ async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> di
         partitions = [TopicPartition(topic, p) for topic in topics
                       for p in (consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))]
         ends = await consumer.end_offsets(partitions)
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        committed = {}
+        for g in {_group_of(settings, group, tp.topic) for tp in partitions}:
+            mine = [tp for tp in partitions if _group_of(settings, group, tp.topic) == g]
+            committed.update(await admin.list_consumer_group_offsets(g, partitions=mine))
         lag: dict[str, int] = {}
         for tp in partitions:
             meta = committed.get(tp)

@@ -27,8 +27,11 @@ async def metrics(web: Any, request: Any) -> Any:
 
 @app.page("/healthz")
 async def healthz(web: Any, request: Any) -> Any:
-    """Ready once every agent runs and the consumer has its partitions."""
+    """Ready once every agent runs and the consumers (Faust's, the detect stage's) have their partitions."""
+    from streams.agents import detect_stage
+
     ready = app.consumer is not None and bool(app.consumer.assignment())
+    ready = ready and (detect_stage is None or detect_stage.ready)
     return web.json({"status": "ready" if ready else "starting"}, status=200 if ready else 503)
 
 
