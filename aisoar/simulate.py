@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import base64
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aisoar.events import SCHEMA_VERSION, encode
 
-__all__ = ["Record", "Scenario", "Simulation"]
+__all__ = ["Record", "Scenario", "Simulation", "extraction_flood", "inference_record", "inference_stream",
+           "principal_population", "prompt_record", "token_spend"]
 
 #: (topic, key, value) ready to produce.
 Record = tuple[str, bytes, bytes]
@@ -227,3 +228,119 @@ class Simulation:
         self.scenarios.append(Scenario(
             "idp_risky_sign_in", "an IdP risky sign-in for the jailbreaking principal", set(),
             {"user.id": "mallory@corp.example"}))
+
+
+# ---------------------------------------------------------------------------
+# Building blocks for tests and benchmarks: one record of each kind, and the normal
+# traffic that the behaviour detectors learn their baselines from. Pure and seeded,
+# like the simulation.
+
+
+def prompt_record(event_id: str, at: datetime, user: str, prompt: str = "", response: str = "", *,
+                  session: str | None = None, credential: str | None = None,
+                  service: tuple[str, str, str] = APPROVED[0], input_tokens: int | None = None,
+                  output_tokens: int | None = None, tool_calls: Sequence[dict[str, str]] = (),
+                  key: str | None = None) -> Record:
+    """One ``ai.prompts`` record, keyed by its session unless ``key`` says otherwise.
+
+    >>> topic, key, value = prompt_record("p-1", datetime(2026, 11, 25, tzinfo=timezone.utc), "ann@corp.example", "hi")
+    >>> topic, key, value[:60]
+    ('ai.prompts', b'sess-ann', b'{"schema_version":1,"event.id":"p-1","@timestamp":"2026-11-2')
+    """
+    host, provider, model = service
+    session = session or f"sess-{user.split('@')[0]}"
+    value: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "event.id": event_id, "@timestamp": at.isoformat().replace("+00:00", "Z"),
+        "user.id": user, "session.id": session, "credential.id": credential or f"cred-{user.split('@')[0]}",
+        "client.address": "10.20.99.7", "app.id": "copilot-web", "server.address": host,
+        "gen_ai.provider.name": provider, "gen_ai.request.model": model, "gen_ai.response.model": model,
+        "gen_ai.operation.name": "chat",
+        "gen_ai.usage.input_tokens": len(prompt) // 4 + 10 if input_tokens is None else input_tokens,
+        "gen_ai.usage.output_tokens": len(response) // 4 + 20 if output_tokens is None else output_tokens,
+        "prompt": prompt, "response": response,
+    }
+    if tool_calls:
+        value["tool_calls"] = [dict(call) for call in tool_calls]
+    return "ai.prompts", (key or session).encode(), encode(value)
+
+
+def inference_record(event_id: str, at: datetime, model: str, version: str, score: float, *,
+                     digest: str | None = None, latency_ms: float = 12.0, predicted_class: str | None = None,
+                     error: bool = False, credential: str | None = None, key: str | None = None) -> Record:
+    """One ``ai.inference`` record, keyed ``model@version`` unless ``key`` says otherwise."""
+    value: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "event.id": event_id, "@timestamp": at.isoformat().replace("+00:00", "Z"),
+        "model.name": model, "model.version": version, "deployment.name": "prod-eu-west",
+        "inference.latency_ms": latency_ms, "inference.score": round(score, 4), "inference.error": error,
+    }
+    for name, field_value in (("model.digest", digest), ("inference.predicted_class", predicted_class),
+                              ("credential.id", credential)):
+        if field_value is not None:
+            value[name] = field_value
+    return "ai.inference", (key or f"{model}@{version}").encode(), encode(value)
+
+
+def principal_population(start: datetime, *, users: int = 20, calls_per_user: int = 80,
+                         step: timedelta = timedelta(seconds=6), seed: int = 0, prefix: str = "pop",
+                         key: str | None = None) -> list[Record]:
+    """Normal LLM traffic of ``users`` principals taking turns (one call each every
+    ``users * step``, 200-400 input tokens, approved service, benign text): the baseline the
+    principal-anomaly detector needs. Its population model (one shared HalfSpaceTrees) scores
+    only after ~1,000 post-warm-up calls, so the default is 1,600 calls. User ``i`` is
+    ``{prefix}{i}@corp.example`` with credential ``cred-{prefix}{i}``.
+
+    >>> len(principal_population(datetime(2026, 11, 25, tzinfo=timezone.utc), users=3, calls_per_user=4))
+    12
+    """
+    rng = random.Random(seed)
+    records = []
+    for i in range(users * calls_per_user):
+        user = f"{prefix}{i % users}@corp.example"
+        tokens = rng.randint(200, 400)
+        records.append(prompt_record(
+            f"{prefix}-{i:05d}", start + step * i + timedelta(seconds=rng.random()), user,
+            rng.choice(BENIGN_PROMPTS), rng.choice(BENIGN_RESPONSES), input_tokens=tokens,
+            output_tokens=tokens // 2, key=key))
+    return records
+
+
+def token_spend(start: datetime, user: str, *, hours: int = 6, calls_per_hour: int = 3, seed: int = 0,
+                key: str | None = None) -> list[Record]:
+    """A principal's ordinary spend, ``calls_per_hour`` calls of 600-1,800 tokens every hour for
+    ``hours`` hours: the per-window baseline of the denial-of-wallet detector (it judges a
+    principal after 5 closed hourly windows)."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(hours * calls_per_hour):
+        at = start + timedelta(hours=i / calls_per_hour, seconds=rng.random())
+        records.append(prompt_record(
+            f"spend-{user.split('@')[0]}-{i:04d}", at, user, rng.choice(BENIGN_PROMPTS), rng.choice(BENIGN_RESPONSES),
+            input_tokens=rng.randint(500, 1500), output_tokens=rng.randint(100, 300), key=key))
+    return records
+
+
+def inference_stream(start: datetime, model: str, version: str, n: int, *, mean: float = 0.8, sd: float = 0.08,
+                     step: timedelta = timedelta(seconds=1), digest: str | None = None, seed: int = 0,
+                     first: int = 0, credential: str | None = None, key: str | None = None) -> list[Record]:
+    """``n`` predictions of one model version with scores ~ N(mean, sd) clipped to [0, 1];
+    event ids ``{model}-{version}-{first + i}``."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        score = min(1.0, max(0.0, rng.gauss(mean, sd)))
+        records.append(inference_record(
+            f"{model}-{version}-{first + i:05d}", start + step * i, model, version, score, digest=digest,
+            latency_ms=round(rng.gauss(12.0, 1.0), 2), predicted_class="fraud" if score < 0.5 else "legit",
+            credential=credential or f"svc-{rng.randrange(20)}", key=key))
+    return records
+
+
+def extraction_flood(start: datetime, model: str, version: str, credential: str, n: int = 1200, *,
+                     per_second: float = 20.0, classes: Sequence[str] = ("a", "b", "c"), seed: int = 0) -> list[Record]:
+    """One credential querying a model ``per_second`` times a second with inputs that map the
+    decision surface (uniform scores, every class): model extraction through the API."""
+    rng = random.Random(seed)
+    return [inference_record(f"{model}-{version}-x{i:05d}", start + timedelta(seconds=i / per_second), model,
+                             version, rng.random(), predicted_class=rng.choice(list(classes)),
+                             credential=credential)
+            for i in range(n)]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +67,14 @@ class Worker:
             stop_process_group(self.proc.pid, grace=20.0)
 
 
-@pytest.fixture
-def worker_env(stack: Any, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+def isolated_worker_env(stack: Any, directory: Path, services: Iterable[str] = ()) -> dict[str, str]:
     """Environment for an isolated worker on the session's stack (Kafka + OpenSearch, and
-    what the test's ``stack_services`` marker names)."""
+    ``services``): its own topics, consumer group, Faust tables and index prefix."""
     stack["kafka"], stack["opensearch"]  # start both (in parallel, on first use)
-    for marker in request.node.iter_markers("stack_services"):
-        for name in marker.args:
-            stack[name]
+    for name in services:
+        stack[name]
     tag = f"t{uuid.uuid4().hex[:10]}"
-    state_file = tmp_path / "state.json"
+    state_file = directory / "state.json"
     state_file.write_text(json.dumps(stack.state()))
     env = {
         **os.environ,
@@ -84,7 +82,7 @@ def worker_env(stack: Any, tmp_path: Path, request: pytest.FixtureRequest) -> di
         "AISOAR_WORKER__ID": f"aisoar-{tag}",
         "AISOAR_WORKER__WEB_PORT": str(free_port()),
         "AISOAR_PLAYBOOKS__APPROVALS_PORT": str(free_port()),
-        "AISOAR_WORKER__DATA_DIR": str(tmp_path / "worker-data"),
+        "AISOAR_WORKER__DATA_DIR": str(directory / "worker-data"),
         "AISOAR_TOPICS__PARTITIONS": "2",
         "AISOAR_SIEM__INDEX_PREFIX": tag,
         "AISOAR_SIEM__FLUSH_INTERVAL_S": "0.1",
@@ -92,6 +90,14 @@ def worker_env(stack: Any, tmp_path: Path, request: pytest.FixtureRequest) -> di
     for name in ("prompts", "inference", "security", "findings", "incidents", "actions", "deadletter"):
         env[f"AISOAR_TOPICS__{name.upper()}"] = f"{tag}.{name}"
     return env
+
+
+@pytest.fixture
+def worker_env(stack: Any, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Environment for an isolated worker on the session's stack (Kafka + OpenSearch, and
+    what the test's ``stack_services`` marker names)."""
+    services = [name for marker in request.node.iter_markers("stack_services") for name in marker.args]
+    return isolated_worker_env(stack, tmp_path, services)
 
 
 @pytest.fixture
@@ -111,3 +117,16 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+@pytest.fixture(scope="module")
+def module_worker(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """One isolated worker shared by the tests of a module (for modules that feed it once and
+    then check many things)."""
+    directory = tmp_path_factory.mktemp("module-worker")
+    worker = Worker(isolated_worker_env(stack, directory), directory / "worker.log")
+    try:
+        worker.start()
+        yield worker
+    finally:
+        worker.stop()
