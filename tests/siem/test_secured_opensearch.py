@@ -117,8 +117,9 @@ async def test_worker_sink_indexes_over_tls_with_custom_ca_and_basic_auth(
 
 
 async def test_wrong_password_is_refused_with_a_clear_error(
-    secured: dict[str, Any], settings_for: Callable[..., Settings], cleanup: str
+    secured: dict[str, Any], settings_for: Callable[..., Settings], cleanup: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     wrong = secrets.token_urlsafe(16)
     sink: SiemSink = Runtime(settings_for(cleanup, AISOAR_SIEM__PASSWORD=wrong)).sink
     try:
@@ -131,6 +132,8 @@ async def test_wrong_password_is_refused_with_a_clear_error(
         assert len(sink) == 1  # kept for the next flush: nothing is lost while the credentials are fixed
     finally:
         await sink.aclose()
+    assert "SIEM flush failed" in caplog.text  # the failure is logged ...
+    assert wrong not in caplog.text and PASSWORD not in caplog.text  # ... without the password
     # No credentials at all: refused the same way, not served anonymously.
     async with make_client(secured["url"], ca_file=secured["ca_file"]) as anonymous:
         with pytest.raises(SinkError, match="HTTP 401"):
