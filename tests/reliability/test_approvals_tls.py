@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +171,7 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     from tests.e2e.conftest import ROOT
 
     return subprocess.run([sys.executable, "-m", "aisoar.cli", "actions", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.mark.integration
@@ -194,7 +194,7 @@ def test_worker_serves_approvals_over_tls(start_worker, stack, pki: Pki, tmp_pat
                           AISOAR_PLAYBOOKS__APPROVALS_TLS_KEY_FILE=str(pki.server_key))
     settings = worker.settings
     address = f"127.0.0.1:{settings.playbooks.approvals_port}"
-    at = datetime.now(timezone.utc) - timedelta(minutes=3)
+    at = datetime.now(UTC) - timedelta(minutes=3)
     run(produce(settings, [(settings.topics.prompts, b"sess-jb", prompt_record(
         f"jb-{i}", text, "I can't help with that.", at + timedelta(seconds=20 * i),
         user="mallory@corp.example", session="sess-jb")) for i, text in enumerate(JAILBREAKS)]))
