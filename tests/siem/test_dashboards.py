@@ -219,6 +219,15 @@ def test_query_values_are_values_aisoar_writes() -> None:
     assert compared >= 8
 
 
+def test_module_doctest() -> None:
+    import doctest
+
+    import streams.siem.dashboards
+
+    result = doctest.testmod(streams.siem.dashboards)
+    assert result.attempted > 0 and result.failed == 0
+
+
 def test_data_view_covers_every_index_and_prefix_is_applied() -> None:
     objects = saved_objects("opensearch-dashboards", prefix="soc-prod")
     (view,) = [o for o in objects if o["type"] == "index-pattern"]
