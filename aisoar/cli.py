@@ -96,6 +96,38 @@ def stack_status(as_json: Annotated[bool, typer.Option("--json", help="Print the
         _print_stack(state)
 
 
+@stack_app.command("env")
+def stack_env(
+    mint: Annotated[Optional[list[str]], typer.Option(
+        "--mint", metavar="CREDENTIAL", help="Mint a live token at the local identity server for this credential id and add it "
+                       "to the stack's credential vault (repeatable).")] = None,
+) -> None:
+    """Shell exports that let the worker respond on the local stack: the responder's client secret at
+    the identity server and the credential vault. Use: eval "$(aisoar stack env --mint cred-mallory)"."""
+    import shlex
+
+    import stack
+    import stack.manager
+    from aisoar.demo import mint_token
+
+    oidc = stack.status().get("services", {}).get("oidc")
+    if not oidc or not oidc.get("alive"):
+        console.print("[red]the local identity server is not running: aisoar stack up[/]")
+        raise typer.Exit(1)
+    vault = stack.manager.state_path().parent / "credentials.json"
+    tokens: dict[str, list[str]] = json.loads(vault.read_text()) if vault.exists() else {}
+    for credential in mint or []:
+        tokens.setdefault(credential, []).append(mint_token(oidc))
+        console.print(f"minted a live token for {credential} (kept in {vault})")
+    # Owner-only from the first byte: the file holds live tokens.
+    fd = os.open(vault, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(tokens, out)
+    secret = oidc["clients"]["aisoar-responder"]["client_secret"]
+    print(f"export AISOAR_IDENTITY__CLIENT_SECRET={shlex.quote(secret)}")
+    print(f"export AISOAR_CREDENTIAL_VAULT={shlex.quote(str(vault))}")
+
+
 def _print_stack(state: dict) -> None:
     table = Table("service", "running", "address")
     for name, info in state.get("services", {}).items():

@@ -13,7 +13,9 @@ facts Faust's banner used to print, and none holds prompt text.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -37,7 +39,7 @@ def test_example_otel_app_findings_indexed_and_worker_logs_only_json(start_worke
     sent = subprocess.run(
         [sys.executable, "examples/otel_genai_app.py", "--scenario", "benign", "--scenario", "secret",
          "--scenario", "jailbreak", "--json"],
-        env=worker.env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=worker.env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert sent.returncode == 0, sent.stderr
     report = json.loads(sent.stdout)
@@ -86,3 +88,28 @@ def test_example_otel_app_findings_indexed_and_worker_logs_only_json(start_worke
     log_text = "\n".join(lines)
     assert [fragment for fragment in PROMPT_FRAGMENTS if fragment in log_text] == []
     assert not TOKEN.search(log_text)
+
+
+@pytest.mark.stack_services("oidc")
+def test_stack_env_mints_live_tokens_and_exports_what_responding_needs(stack, tmp_path) -> None:
+    """Step 3 of the walkthrough: ``eval "$(aisoar stack env --mint cred-mallory)"``."""
+    from aisoar.demo import introspect
+
+    oidc = stack["oidc"]
+    (tmp_path / "state.json").write_text(json.dumps(stack.state()))
+    env = {**os.environ, "AISOAR_STACK_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "aisoar.cli", "stack", "env", "--mint", "cred-mallory", "--mint", "cred-mallory"]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    exports = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in done.stdout.splitlines())
+    assert exports == {"AISOAR_IDENTITY__CLIENT_SECRET": oidc["clients"]["aisoar-responder"]["client_secret"],
+                       "AISOAR_CREDENTIAL_VAULT": str(tmp_path / "credentials.json")}  # fmt: skip
+    vault = tmp_path / "credentials.json"
+    assert vault.stat().st_mode & 0o777 == 0o600
+    tokens = json.loads(vault.read_text())["cred-mallory"]
+    assert len(tokens) == 2 and all(introspect(oidc, token) for token in tokens)  # live at the identity server
+    assert not any(token in done.stdout + done.stderr for token in tokens)  # tokens stay in the file
+
+    (tmp_path / "state.json").write_text(json.dumps({"services": {}}))
+    refused = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 1 and "aisoar stack up" in refused.stderr
