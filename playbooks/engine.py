@@ -137,6 +137,7 @@ class Engine:
         clock: Callable[[], datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        write_ahead: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.playbooks = {p.name: p for p in playbooks}
         self.client = client
@@ -148,6 +149,10 @@ class Engine:
         self.verifications: StructStore[Verification] = StructStore(Verification, verifications_store)
         self.actions = actions
         self.clock, self.monotonic, self.sleep = clock, monotonic, sleep
+        #: Makes the ledger's "pending" durable before a side effect (the worker: flush the
+        #: changelog to Kafka), so a crash right after acting leaves "pending", re-checked at
+        #: the target, never "nothing", which would act again.
+        self.write_ahead = write_ahead
         self.breakers = Breakers(failure_threshold=policy.breaker_failures, reset_after=policy.breaker_reset_s)
         self.revocations = TokenBucket(policy.max_revocations_per_minute, policy.revocation_burst)
         self._emit = emit
@@ -349,7 +354,8 @@ class Engine:
                 self._put(job, "done", now, attempts=entry.attempts)
                 self._put_effect(job, "done", now)
                 records.append(await self._record(job, "skipped", reason="already in effect at target "
-                                                  "(re-checked a pending entry after a restart)"))
+                                                  "(re-checked a pending entry after a restart)",
+                                                  record_id=f"{job.action_id}:skipped:rechecked"))
                 return
         # 3b. the same side effect, already done for another incident (or in flight when a crash hit)
         if job.effect is not None:
@@ -359,13 +365,10 @@ class Engine:
                     first.state == "done" or (first.state == "pending" and await self._in_effect(job))):
                 self._put(job, "done", now, actor=approved_by or "aisoar",
                           result={"duplicate_of": first_key, "first_action_id": first.action_id})
-                records.append(await self._emit_record(ActionRecord(
-                    id=f"{job.action_id}:skipped:duplicate", idempotency_key=job.key, playbook=job.playbook.name,
-                    action=job.action.name, target=job.target, mode=job.mode, status="skipped",
-                    timestamp=self.clock(), incident_id=job.incident.id,
-                    finding_id=_first(job.incident.finding_ids), actor=approved_by or "aisoar",
+                records.append(await self._record(
+                    job, "skipped", actor=approved_by or "aisoar", record_id=f"{job.action_id}:skipped:duplicate",
                     reason=f"already done for incident {first.incident_id} (action {first.action_id}, "
-                           f"key {first_key})")))
+                           f"key {first_key})"))
                 return
         if job.mode == "approval" and approved_by is None:
             await self._ask_approval(job, now, "playbook mode: approval", records)
@@ -389,6 +392,12 @@ class Engine:
         breaker = self.breakers[action.endpoint(job.ctx)]
         self._put(job, "pending", now, actor=actor)  # before any side effect
         self._put_effect(job, "pending", now)
+        if self.write_ahead is not None:
+            try:
+                await self.write_ahead()
+            except Exception as exc:  # noqa: BLE001 -- containment beats the rare replay: act anyway
+                log.warning("ledger not confirmed durable before %s on %s (%s)", action.name, job.target,
+                            type(exc).__name__)
         records.append(await self._record(job, "running", actor=actor, attempt=1))
         request: dict[str, Any] = {}
         error: ActionError | None = None
@@ -577,9 +586,12 @@ class Engine:
 
     async def _record(self, job: _Job, status: ActionStatus, *, actor: str = "aisoar", attempt: int = 0,
                       request: dict[str, Any] | None = None, response_status: int | None = None,
-                      duration_ms: float | None = None, reason: str = "", error: str | None = None) -> ActionRecord:
+                      duration_ms: float | None = None, reason: str = "", error: str | None = None,
+                      record_id: str | None = None) -> ActionRecord:
+        """Emit one audit record; its id (``action:status:attempt``, or ``record_id`` for a record
+        that a replay's "already done" must not overwrite in the index) makes replays idempotent."""
         return await self._emit_record(ActionRecord(
-            id=f"{job.action_id}:{status}:{attempt}", idempotency_key=job.key, playbook=job.playbook.name,
+            id=record_id or f"{job.action_id}:{status}:{attempt}", idempotency_key=job.key, playbook=job.playbook.name,
             action=job.action.name, target=job.target, mode=job.mode, status=status, timestamp=self.clock(),
             incident_id=job.incident.id, finding_id=_first(job.incident.finding_ids), actor=actor, reason=reason,
             request=request or {}, response_status=response_status, duration_ms=duration_ms, attempt=attempt,

@@ -169,7 +169,15 @@ class Runtime:
             ledger_store=PrefixedTable(ledger_table, "ledger:"),
             approvals_store=PrefixedTable(ledger_table, "approval:"),
             verifications_store=PrefixedTable(ledger_table, "verify:"),
+            write_ahead=self._flush_changelog,
         )
+
+    async def _flush_changelog(self) -> None:
+        """The ledger's "pending" reaches its Kafka changelog before the engine acts: after a
+        crash right after acting, the restarted worker finds "pending" and re-checks the target."""
+        from streams.app import app
+
+        await app.producer.flush()
 
     async def _emit(self, record: ActionRecord) -> None:
         if self.emit is not None:

@@ -1,10 +1,13 @@
-"""Issue 5 through the real worker: an `approval` playbook waits for a person, then acts.
+"""Issue 5 through the real worker.
 
-A jailbreak campaign from one credential opens an incident; the shipped
-`jailbreak-campaign` playbook pages on-call and queues the revocation. Nothing
-happens to the token until `aisoar actions approve` is run; then the worker
-revokes it at the real oidc-provider (RFC 7009) and introspection (RFC 7662)
-says inactive. The audit trail in the index names the approver.
+(1) An `approval` playbook waits for a person, then acts: a jailbreak campaign from
+    one credential opens an incident; the shipped `jailbreak-campaign` playbook pages
+    on-call and queues the revocation. Nothing happens to the token until `aisoar
+    actions approve` is run; then the worker revokes it at the real oidc-provider
+    (RFC 7009) and introspection (RFC 7662) says inactive. The audit names the approver.
+(2) The worker SIGKILLed mid-playbook (the instant the revocation request reaches the
+    identity server) and restarted never repeats the side effect: a recording proxy in
+    front of the real oidc-provider counts the revocation requests it received.
 """
 
 from __future__ import annotations
@@ -14,8 +17,13 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
+import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
@@ -86,3 +94,103 @@ def test_approval_playbook_waits_for_a_person_then_revokes(start_worker, stack, 
     assert {"pending_approval", "approved", "succeeded"} <= set(by_status), sorted(by_status)
     assert by_status["approved"]["aisoar"]["action"]["actor"] == "oncall"  # the approver, by name
     assert token not in json.dumps(audit)  # tokens appear as fingerprints only
+
+
+class RecordingProxy:
+    """Forwards every request to ``upstream`` (the real server) and records what it received;
+    ``on_arrival(method, path)`` runs first (the test kills the worker there)."""
+
+    def __init__(self, upstream: str, on_arrival: Callable[[str, str], None] = lambda method, path: None) -> None:
+        calls: list[tuple[str, str]] = []
+        self.calls = calls
+
+        class Forward(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                calls.append((self.command, self.path))
+                on_arrival(self.command, self.path)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = httpx.request(self.command, upstream + self.path, content=body, headers=headers, timeout=30)
+                self.send_response(answer.status_code)
+                for key, value in answer.headers.items():
+                    if key.lower() not in ("content-length", "content-encoding", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("content-length", str(len(answer.content)))
+                self.end_headers()
+                try:
+                    self.wfile.write(answer.content)
+                except BrokenPipeError:  # the worker was killed while waiting: the server still acted
+                    pass
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def seen(self, path: str) -> int:
+        return sum(1 for method, p in list(self.calls) if method == "POST" and p == path)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.stack_services("oidc", "alertmanager")
+def test_worker_killed_mid_playbook_never_repeats_the_revocation(start_worker, stack, tmp_path) -> None:
+    oidc, am = stack["oidc"], stack["alertmanager"]
+    token = mint_token(oidc)
+    user = f"leaky{uuid.uuid4().hex[:6]}"
+    vault = tmp_path / "vault.json"
+    vault.write_text(json.dumps({f"cred-{user}": [token]}))
+    killed = threading.Event()
+
+    def kill_at_the_revocation(method: str, path: str) -> None:
+        # SIGKILL the instant the request arrives, before the server acts or answers: the
+        # narrowest crash window (the ledger's changelog write may still be in the producer).
+        if path == "/token/revocation" and not killed.is_set():
+            killed.set()
+            worker.kill()
+
+    proxy = RecordingProxy(oidc["issuer"], kill_at_the_revocation)
+    try:
+        worker = start_worker(
+            AISOAR_CREDENTIAL_VAULT=str(vault),
+            AISOAR_IDENTITY__CLIENT_SECRET=oidc["clients"]["aisoar-responder"]["client_secret"],
+            AISOAR_IDENTITY__REVOCATION_ENDPOINT=f"{proxy.url}/token/revocation",
+            AISOAR_IDENTITY__INTROSPECTION_ENDPOINT=f"{proxy.url}/token/introspection")
+        settings = worker.settings
+        assert settings.identity.revocation_endpoint == f"{proxy.url}/token/revocation"
+        run(produce(settings, [(settings.topics.prompts, f"sess-{user}".encode(), prompt_record(
+            f"leak-{user}", f"My CI fails with this token, can you see why? GITHUB_TOKEN=ghp_{secrets.token_hex(18)}",
+            "Rotate it.", datetime.now(timezone.utc), user=f"{user}@corp.example", session=f"sess-{user}"))]))
+
+        assert killed.wait(240), "the worker never revoked"
+        print(f"\nSIGKILL on the revocation request's arrival; proxy saw {proxy.calls}")
+        worker.start()  # the proxy still forwards the request: the server revokes, nobody hears back
+
+        # The restarted worker finishes the playbook: on-call is paged for this credential ...
+        alerts: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not alerts:
+            answer = httpx.get(f"{am['url']}/api/v2/alerts", params={"filter": 'alertname="AisoarLeakedCredential"'},
+                               timeout=10).json()
+            alerts = [a for a in answer if f"cred-{user}" in a["annotations"].get("summary", "")]
+            time.sleep(1.0)
+        assert alerts, "the playbook did not finish after the restart"
+        # ... and the identity server received exactly one revocation, which holds.
+        query = {"term": {"event.action": "identity:revoke_token"}}
+        run(wait_for_count(settings, "action", query, 2, timeout=120))
+        audit = run(search_index(settings, "action", query))
+        print("revoke audit:", sorted((d["aisoar"]["status"], d["event"].get("reason", "")) for d in audit))
+        assert proxy.seen("/token/revocation") == 1, proxy.calls
+        assert introspect(oidc, token) is False
+        # The restart found the write-ahead "pending" entry and asked the target instead of acting.
+        reasons = {d["event"].get("reason", "") for d in audit if d["aisoar"]["status"] == "skipped"}
+        assert "already in effect at target (re-checked a pending entry after a restart)" in reasons, reasons
+        assert not {"succeeded", "failed"} & {d["aisoar"]["status"] for d in audit}
+    finally:
+        proxy.close()

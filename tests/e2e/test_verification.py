@@ -19,7 +19,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def test_an_approval_nobody_decides_expires_and_is_audited(start_worker, stack, 
                                         AISOAR_PLAYBOOKS__API_TOKEN=api_token))
     settings = worker.settings
     assert settings.playbooks.approval_ttl_s == 6 and settings.playbooks.check_interval_s == 1
-    at = datetime.now(timezone.utc) - timedelta(minutes=3)
+    at = datetime.now(UTC) - timedelta(minutes=3)
     run(produce(settings, [(settings.topics.prompts, b"sess-x", prompt_record(
         f"jb-{i}", text, "I can't help with that.", at + timedelta(seconds=20 * i), user=f"{user}@corp.example",
         session=f"sess-{user}")) for i, text in enumerate(JAILBREAKS)]))
@@ -113,7 +113,7 @@ def test_verify_after_revocation_escalates_a_principal_still_active_and_verifies
         _playbooks_with_verify_after(tmp_path, VERIFY_AFTER_S))))
     settings = worker.settings
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     run(produce(settings, [(settings.topics.prompts, f"sess-{user}".encode(), prompt_record(
         f"leak-{user}", f"My CI fails with this token, can you see why? GITHUB_TOKEN=ghp_{secrets.token_hex(18)}",
         "Rotate it.", now, user=f"{user}@corp.example", session=f"sess-{user}")) for user in (stays, quiet)]))
@@ -121,7 +121,7 @@ def test_verify_after_revocation_escalates_a_principal_still_active_and_verifies
     while time.monotonic() < deadline and any(introspect(oidc, t) for t in tokens.values()):
         time.sleep(0.5)
     assert not any(introspect(oidc, t) for t in tokens.values()), "the leaked credentials were not revoked"
-    revoked_at = datetime.now(timezone.utc)
+    revoked_at = datetime.now(UTC)
 
     # One principal goes on using the AI gateway after its revocation; the other is quiet.
     run(produce(settings, [(settings.topics.prompts, f"sess-{stays}".encode(), prompt_record(

@@ -536,3 +536,22 @@ async def test_a_decision_racing_the_expiry_is_refused_not_applied_twice():
     records = await w.engine.expire(NOW + timedelta(hours=2))
     assert [r.status for r in records] == ["expired"] and results == {"approve_refused": True}
     assert w.calls("/revocation") == [] and w.engine.list_pending() == []
+
+
+async def test_pending_is_made_durable_before_the_side_effect():
+    order = []
+    w = World()
+    inner = w.rec.handler
+
+    def handler(request):
+        order.append(("request", request.url.path))
+        return inner(request)
+
+    w.rec.handler = handler
+
+    async def flush():
+        order.append(("flush", decode(w.ledger["inc-1|identity:revoke_token|cred-7"]).state))
+
+    w.engine.write_ahead = flush
+    await w.engine.handle_incident(incident(), NOW)
+    assert order[0] == ("flush", "pending") and ("request", "/token/revocation") in order[1:]

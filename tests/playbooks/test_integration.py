@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from aisoar.findings import Entities
@@ -59,14 +60,38 @@ def connections(servers: dict[str, dict[str, Any]]) -> Connections:
         alertmanager=AlertmanagerSettings(url=servers["alertmanager"]["url"]))
 
 
+class Counting(httpx.AsyncBaseTransport):
+    """The real transport, counting the requests that reach each server path: what the servers saw."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.sent: list[tuple[str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.method, request.url.path))
+        return await self.inner.handle_async_request(request)
+
+    def count(self, path: str, method: str = "POST") -> int:
+        return sum(1 for m, p in self.sent if m == method and p.endswith(path))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 @pytest.fixture
-async def client():
-    async with httpx.AsyncClient(timeout=10.0) as c:
+async def transport():
+    return Counting()
+
+
+@pytest.fixture
+async def client(transport):
+    async with httpx.AsyncClient(timeout=10.0, transport=transport) as c:
         yield c
 
 
 def _engine(client: httpx.AsyncClient, connections: Connections, creds: InMemoryCredentialStore | None = None,
             store: dict[str, bytes] | None = None, records: list | None = None, **kw: Any) -> Engine:
+    """An engine on the real servers; a new one on the same ``store`` is a restarted worker."""
     async def emit(record):
         if records is not None:
             records.append(record)
@@ -154,7 +179,7 @@ async def _registry(client: httpx.AsyncClient, url: str, name: str) -> tuple[str
     return alias, tags
 
 
-async def test_model_compromise_quarantines_and_rolls_back_once(client, servers, connections):
+async def test_model_compromise_quarantines_and_rolls_back_once(client, transport, servers, connections):
     url, am = servers["mlflow"]["url"], servers["alertmanager"]
     name = f"fraud-{uuid.uuid4().hex[:6]}"
     await _register(client, url, name, 3)
@@ -181,18 +206,25 @@ async def test_model_compromise_quarantines_and_rolls_back_once(client, servers,
     assert r.status_code == 200
     await client.post(f"{url}{API}/model-versions/set-tag", json={"name": name, "version": "3",
                                                                   "key": "aisoar.quarantine_reason", "value": "human"})
+    before = len(transport.sent)
     restarted = _engine(client, connections, store=store)
     again = await restarted.handle_incident(incident)
     assert {r.status for r in again} == {"skipped"}
+    assert transport.sent[before:] == []  # the restarted engine did not even ask the registry
     alias, tags = await _registry(client, url, name)
     assert alias == "1" and tags["3"]["aisoar.quarantine_reason"] == "human"
 
     # Crash between "pending" and "done": the entry is re-checked at the registry, not re-sent.
     key = f"{incident.id}|registry:quarantine|{name}@3"
     store[key] = encode(decode(store[key]).__class__(**{**_fields(decode(store[key])), "state": "pending"}))
+    before = len(transport.sent)
     out = await _engine(client, connections, store=store).handle_incident(incident)
     assert out[0].status == "skipped" and "re-checked" in out[0].reason
-    assert (await _registry(client, url, name))[0] == "1"
+    mlflow_writes = [(m, p) for m, p in transport.sent[before:] if m == "POST" and "/mlflow/" in p
+                     and not p.endswith("/search")]
+    assert mlflow_writes == []  # re-checked by reading, nothing re-sent
+    alias, tags = await _registry(client, url, name)
+    assert alias == "1" and tags["3"]["aisoar.quarantine_reason"] == "human"  # the human's edits stand
 
 
 def _fields(entry: Any) -> dict[str, Any]:
@@ -250,3 +282,60 @@ async def test_observe_mode_changes_nothing_on_real_servers(client, servers, con
     assert {r.status for r in out} == {"planned"}
     assert out[0].request["requests"][0]["url"] == f"{oidc['issuer']}/token/revocation"
     assert await _active(client, oidc, token)
+
+
+async def test_two_incidents_about_one_leaked_token_revoke_it_once(client, transport, servers, connections):
+    """A session-keyed and a principal-keyed incident for the same leaked token: the identity
+    server receives one revocation; the second incident is audited as already done, with a
+    reference to the first, also after a restart."""
+    oidc = servers["oidc"]
+    token = await _mint(client, oidc)
+    creds = InMemoryCredentialStore()
+    cred = f"cred-{uuid.uuid4().hex[:6]}"
+    creds.register(cred, token)
+    store: dict[str, bytes] = {}
+    records: list = []
+    by_session = _incident(correlation_key=f"session:s-{cred}", entities=Entities(credential_id=cred, session_id="s"))
+    by_principal = _incident(correlation_key=f"principal:{cred}", entities=Entities(credential_id=cred))
+    engine = _engine(client, connections, creds, store=store, records=records)
+
+    await engine.handle_incident(by_session)
+    await engine.handle_incident(by_principal)
+    assert transport.count("/token/revocation") == 1
+    assert not await _active(client, oidc, token)
+    revokes = [r for r in records if r.action == "identity:revoke_token"]
+    assert [(r.incident_id, r.status) for r in revokes] == [
+        (by_session.id, "running"), (by_session.id, "succeeded"), (by_principal.id, "skipped")]
+    assert revokes[-1].reason.startswith(f"already done for incident {by_session.id}")
+    assert revokes[1].id.split(":")[0] in revokes[-1].reason  # the first action, by id
+    # Both incidents still page on-call, each about itself.
+    assert [r.incident_id for r in records if r.action == "oncall:alertmanager" and r.status == "succeeded"] == [
+        by_session.id, by_principal.id]
+
+    restarted = _engine(client, connections, creds, store=store, records=records)
+    third = _incident(correlation_key=f"payload:{cred}", entities=Entities(credential_id=cred))
+    out = await restarted.handle_incident(third)
+    assert out[0].status == "skipped" and by_session.id in out[0].reason
+    assert transport.count("/token/revocation") == 1 and not await _active(client, oidc, token)
+
+
+async def test_restart_mid_revocation_never_revokes_twice(client, transport, servers, connections):
+    """The worker died after the revocation reached the identity server, before "done" was
+    written: the restarted engine finds "pending", introspects, and sends nothing again."""
+    oidc = servers["oidc"]
+    token = await _mint(client, oidc)
+    creds = InMemoryCredentialStore()
+    cred = f"cred-{uuid.uuid4().hex[:6]}"
+    creds.register(cred, token)
+    store: dict[str, bytes] = {}
+    incident = _incident(entities=Entities(credential_id=cred))
+    await _engine(client, connections, creds, store=store).handle_incident(incident)
+    assert transport.count("/token/revocation") == 1 and not await _active(client, oidc, token)
+    for key in [k for k in store if k.startswith(incident.id) and "revoke" in k] + [
+            k for k in store if k.startswith("effect|") and cred in k]:
+        store[key] = encode(msgspec.structs.replace(decode(store[key]), state="pending"))  # as the crash left it
+
+    out = await _engine(client, connections, creds, store=store).handle_incident(incident)
+    assert out[0].status == "skipped" and "re-checked" in out[0].reason
+    assert transport.count("/token/revocation") == 1  # the server saw one revocation in all
+    assert transport.count("/token/introspection") >= 2 and not await _active(client, oidc, token)
