@@ -155,6 +155,7 @@ def test_worker_sigkilled_three_times_mid_stream(start_worker) -> None:
 
 class _Recorder(BaseHTTPRequestHandler):
     calls: list[tuple[float, str, str]]
+    requests: list[tuple[float, str, str, str]]  # with the Authorization header
     status: int
     delay: float
 
@@ -163,6 +164,7 @@ class _Recorder(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         self.calls.append((time.monotonic(), self.command, self.path))
+        self.requests.append((time.monotonic(), self.command, self.path, self.headers.get("authorization") or ""))
         if self.command == "POST" and self.delay:
             time.sleep(self.delay)  # slower than the engine's HTTP timeout (10 s)
         body = b"[]" if self.command == "GET" else b'{"error": "server_error"}'
@@ -188,7 +190,7 @@ class FakeServer:
     server cannot be made to fail this way."""
 
     def __init__(self, status: int, delay: float = 0.0) -> None:
-        handler = type("Handler", (_Recorder,), {"calls": [], "status": status, "delay": delay})
+        handler = type("Handler", (_Recorder,), {"calls": [], "requests": [], "status": status, "delay": delay})
         self.handler = handler
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -200,6 +202,10 @@ class FakeServer:
     @property
     def calls(self) -> list[tuple[float, str, str]]:
         return list(self.handler.calls)
+
+    @property
+    def requests(self) -> list[tuple[float, str, str, str]]:
+        return list(self.handler.requests)
 
     def close(self) -> None:
         """Stop answering; the port then refuses connections (a target that is down)."""

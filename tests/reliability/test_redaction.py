@@ -13,6 +13,13 @@ either end is fine; the middle never appears):
   dead letters, and the Faust changelog/repartition topics of this worker;
 * the worker's log file.
 
+The worker's own credentials are canaries too: the identity server's client secret and
+the approver token (from the environment, as deployed), and the tokens in the gateway's
+credential vault that the leaked-credential playbook revokes. The playbook really uses
+them (a recording identity server checks that the revocations arrived with Basic auth),
+and they appear nowhere of the above either: plans and audit records show
+``<redacted>`` and token fingerprints.
+
 The dead-letter topic is a quarantine for refused records: by design it keeps the
 original bytes (``payload_b64``) so that nothing is lost, exactly like the input
 topic it mirrors, and it gets the input topic's access control. So the canaries are
@@ -83,10 +90,20 @@ def hits(blob: bytes, planted: list[dict[str, str]]) -> list[str]:
     return found
 
 
-def test_planted_secrets_and_pii_never_leave_the_input_topic(start_worker) -> None:
-    worker = start_worker()
-    settings = worker.settings
+def test_planted_secrets_and_pii_never_leave_the_input_topic(start_worker, tmp_path) -> None:
+    from tests.reliability.test_faults import FakeServer
+
     rng = random.Random()  # fresh canaries every run: a leak cannot be an old document
+    credentials = {"client_secret": f"cs-{rng.getrandbits(128):032x}", "api_token": f"at-{rng.getrandbits(128):032x}",
+                   **{f"vault-{i}": f"tok-{rng.getrandbits(128):032x}" for i in range(3)}}
+    vault = tmp_path / "vault.json"
+    vault.write_text(json.dumps({f"cred-{i}": [credentials[f"vault-{i}"]] for i in range(3)}))
+    vault.chmod(0o600)
+    identity = FakeServer(200)  # records the revocations; its answers do not matter here
+    worker = start_worker(AISOAR_IDENTITY__ISSUER_URL=identity.url, AISOAR_IDENTITY__CLIENT_ID="aisoar",
+                          AISOAR_IDENTITY__CLIENT_SECRET=credentials["client_secret"],
+                          AISOAR_PLAYBOOKS__API_TOKEN=credentials["api_token"], AISOAR_CREDENTIAL_VAULT=str(vault))
+    settings = worker.settings
     at = datetime.now(UTC) - timedelta(minutes=2)
     planted: list[dict[str, str]] = []
     records = []
@@ -113,6 +130,7 @@ def test_planted_secrets_and_pii_never_leave_the_input_topic(start_worker) -> No
                f"not json {bad['card']} {bad['aws']}".encode()]
     records += [(settings.topics.prompts, b"bad", raw) for raw in refused]
     run(produce(settings, records))
+    planted.append(credentials)  # searched for everywhere below, like the telemetry canaries
 
     # Wait until the worker has consumed everything and the index has settled.
     deadline = time.monotonic() + 300
@@ -121,6 +139,10 @@ def test_planted_secrets_and_pii_never_leave_the_input_topic(start_worker) -> No
         time.sleep(2)
     assert run(wait_for_count(settings, "finding", None, 24, timeout=240, quiet=5)) >= 24  # detection did run
     assert run(wait_for_count(settings, "deadletter", None, len(refused), timeout=120, quiet=3)) == len(refused)
+    deadline = time.monotonic() + 180  # the playbook used the credentials: its audit records exist too
+    while not any(path == "/token/revocation" for _, _, path, _ in identity.requests):
+        assert time.monotonic() < deadline, f"no revocation reached the identity server: {identity.calls[:5]}"
+        time.sleep(1)
     time.sleep(5)
 
     # 1. Every index of this run, every document.
@@ -174,3 +196,9 @@ def test_planted_secrets_and_pii_never_leave_the_input_topic(start_worker) -> No
     log = worker.log.read_bytes()
     assert log, "no worker log"
     assert hits(log, planted) == []
+
+    # The credentials were used (revocations sent with Basic auth), and never shown.
+    revocations = [auth for _, method, path, auth in identity.requests if method == "POST" and path == "/token/revocation"]
+    identity.close()
+    assert revocations and all(auth.startswith("Basic ") for auth in revocations), revocations[:1]
+    assert hits(index_blob + log, [credentials]) == []
