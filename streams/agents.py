@@ -233,9 +233,9 @@ async def housekeeping() -> None:
                 return
 
 
-#: Playbook control records (timer ticks), partitioned like the incidents topic and so like
-#: the ledger table: the tick of partition p touches only partition p's approvals and
-#: verifications, in stream context (tables change only while a record is processed).
+#: Playbook control records (approval decisions, timer ticks), keyed / partitioned like the
+#: incidents topic and so like the ledger table: the tick of partition p touches only partition
+#: p's approvals and verifications, in stream context (tables change only while a record is processed).
 playbook_control_topic = app.topic(f"{settings.topics.incidents}.control", key_type=bytes, value_type=bytes,
                                    key_serializer="raw", value_serializer="raw",
                                    partitions=settings.topics.partitions)
@@ -243,8 +243,13 @@ playbook_control_topic = app.topic(f"{settings.topics.incidents}.control", key_t
 
 @app.agent(playbook_control_topic, name="playbook-control")
 async def playbook_control(stream: faust.StreamT[bytes]) -> None:
+    """Approval decisions and timer ticks, one at a time: a decision and the expiry of the
+    same approval never interleave."""
     async for event in stream.events():
-        if dict(event.headers or {}).get("aisoar-kind") == b"tick":
+        kind = dict(event.headers or {}).get("aisoar-kind")
+        if kind == b"decision":
+            await runtime.decide(_decision_decoder.decode(event.value))
+        elif kind == b"tick":
             await runtime.playbook_tick(event.message.partition, datetime.fromisoformat(event.value.decode()))
 
 

@@ -68,8 +68,10 @@ async def serve_approvals() -> None:
     async def decide(pending: Any, approve: bool, actor: str) -> None:
         decision = Decision(action_id=pending.action_id, incident_id=pending.incident.id, approve=approve,
                             actor=actor, at=datetime.now(timezone.utc))
-        await runtime.send_control(settings.topics.incidents, encode(decision), key=pending.incident.id.encode(),
-                                   kind=b"decision")
+        # Keyed by the incident: the control topic's partition of the incident's ledger. Not on the
+        # incidents topic itself, whose every record the SIEM agent indexes as an incident.
+        await runtime.send_control(f"{settings.topics.incidents}.control", encode(decision),
+                                   key=pending.incident.id.encode(), kind=b"decision")
 
     await serve(make_app(runtime.engine, tokens, decide=decide), p.approvals_host, p.approvals_port, ssl_context=context)
     log.info("approvals on %s/approvals%s", p.approvals_url,

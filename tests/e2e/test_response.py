@@ -94,6 +94,7 @@ def test_approval_playbook_waits_for_a_person_then_revokes(start_worker, stack, 
     assert {"pending_approval", "approved", "succeeded"} <= set(by_status), sorted(by_status)
     assert by_status["approved"]["aisoar"]["action"]["actor"] == "oncall"  # the approver, by name
     assert token not in json.dumps(audit)  # tokens appear as fingerprints only
+    assert run(search_index(settings, "deadletter")) == []  # the decision is a control record, not an incident
 
 
 class RecordingProxy:
