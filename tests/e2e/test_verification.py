@@ -9,11 +9,15 @@ down to seconds (``playbooks.approval_ttl_s``, ``playbooks.check_interval_s``, a
 (b) Two leaked credentials are revoked (once each, however many incidents name them).
     One keeps being used after its revocation: its verification records ``unverified``
     and pages on-call (the alert is in Alertmanager); the other goes quiet: ``verified``.
+(c) Two models' v3 drift: each is quarantined and rolled back to v2 in the real MLflow
+    registry. One model's v2 drifts too after the rollback: ``unverified`` + page; the
+    other's v2 serves a stationary stream: ``verified``.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import shutil
 import time
@@ -27,11 +31,13 @@ import httpx
 import pytest
 
 from aisoar.demo import introspect, mint_token
+from aisoar.events import encode
 from playbooks.loader import DEFAULT_DIR
 from tests.e2e.conftest import run
 from tests.e2e.kafka_io import produce, search_index, wait_for_count
 from tests.e2e.test_pipeline import prompt_record
 from tests.e2e.test_response import JAILBREAKS
+from tests.playbooks.test_integration import _register
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600),
               pytest.mark.stack_services("oidc", "alertmanager")]
@@ -40,13 +46,15 @@ VERIFY_AFTER_S = 25  # long enough for the follow-up activity to be detected and
 
 
 def _playbooks_with_verify_after(tmp_path: Path, seconds: int) -> Path:
-    """The shipped playbooks, with the leaked-credential verification due after ``seconds``."""
+    """The shipped playbooks, with the leaked-credential and model-rollback verifications due
+    after ``seconds``."""
     target = tmp_path / "playbooks"
     shutil.copytree(DEFAULT_DIR, target)
-    path = target / "leaked_credential.yaml"
-    text = path.read_text()
-    assert "verify_after: 300" in text
-    path.write_text(text.replace("verify_after: 300", f"verify_after: {seconds}"))
+    for name, shipped in (("leaked_credential.yaml", 300), ("model_compromise.yaml", 900)):
+        path = target / name
+        text = path.read_text()
+        assert f"verify_after: {shipped}" in text
+        path.write_text(text.replace(f"verify_after: {shipped}", f"verify_after: {seconds}"))
     return target
 
 
@@ -156,3 +164,77 @@ def test_verify_after_revocation_escalates_a_principal_still_active_and_verifies
     assert alert["labels"]["severity"] == "critical" and alert["labels"]["action"] == "identity:revoke_token"
     assert "did not recover" in alert["annotations"]["summary"]
     assert _alerts(am, "AisoarVerificationFailed", f"cred-{quiet}") == []
+
+
+def _inference(model: str, version: str, i: int, at: datetime, mean: float, rng: random.Random) -> bytes:
+    return encode({
+        "schema_version": 1, "event.id": f"{model}-{version}-{i}", "@timestamp": at.isoformat(),
+        "model.name": model, "model.version": version, "inference.latency_ms": round(rng.gauss(12.0, 1.0), 2),
+        "inference.score": round(min(1.0, max(0.0, rng.gauss(mean, 0.08))), 4),
+        "inference.predicted_class": "legit", "inference.error": False,
+    })
+
+
+async def _champion(url: str, name: str) -> str | None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        r = await client.get(f"{url}/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": "champion"})
+        return r.json()["model_version"]["version"] if r.status_code == 200 else None
+
+
+@pytest.mark.stack_services("mlflow")
+def test_verify_after_rollback_escalates_when_the_restored_version_drifts_too(start_worker, stack, tmp_path) -> None:
+    mlflow, am = stack["mlflow"]["url"], stack["alertmanager"]
+    tag = uuid.uuid4().hex[:6]
+    relapsing, recovering = f"relapse-{tag}", f"recover-{tag}"
+
+    async def register() -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for name in (relapsing, recovering):
+                await _register(client, mlflow, name, 3)  # v1, v2, v3; champion -> v3
+
+    run(register())
+    worker = start_worker(AISOAR_PLAYBOOKS__CHECK_INTERVAL_S="1",
+                          AISOAR_PLAYBOOKS__DIR=str(_playbooks_with_verify_after(tmp_path, VERIFY_AFTER_S)))
+    settings = worker.settings
+    assert settings.registry.mlflow_url == mlflow
+    rng = random.Random(11)
+    start = datetime.now(UTC) - timedelta(minutes=40)
+    history = []  # backdated: v2 served normally (its baseline), then v3 released and drifted
+    for name in (relapsing, recovering):
+        history += [(settings.topics.inference, f"{name}@2".encode(),
+                     _inference(name, "2", i, start + timedelta(milliseconds=500 * i), 0.80, rng)) for i in range(1200)]
+        history += [(settings.topics.inference, f"{name}@3".encode(), _inference(
+            name, "3", i, start + timedelta(minutes=12, milliseconds=500 * i), 0.80 if i < 1200 else 0.70, rng))
+            for i in range(2400)]
+    run(produce(settings, history))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and any(run(_champion(mlflow, n)) != "2" for n in (relapsing, recovering)):
+        time.sleep(1.0)
+    assert [run(_champion(mlflow, n)) for n in (relapsing, recovering)] == ["2", "2"], "v3 was not rolled back"
+
+    # After the rollback, v2 of one model drifts too; the other's v2 serves as before.
+    now = datetime.now(UTC)
+    after = []
+    for name, mean in ((relapsing, 0.70), (recovering, 0.80)):
+        after += [(settings.topics.inference, f"{name}@2".encode(),
+                   _inference(name, "2", 1200 + i, now + timedelta(milliseconds=10 * i), mean, rng))
+                  for i in range(1200)]
+    run(produce(settings, after))
+
+    outcome = {"bool": {"filter": [{"term": {"event.action": "registry:rollback"}},
+                                   {"terms": {"aisoar.status": ["verified", "unverified"]}},
+                                   {"terms": {"aisoar.action.target": [f"{relapsing}:champion",
+                                                                        f"{recovering}:champion"]}}]}}
+    run(wait_for_count(settings, "action", outcome, 2, timeout=VERIFY_AFTER_S + 240))
+    first_outcome: dict[str, dict[str, Any]] = {}
+    for doc in sorted(run(search_index(settings, "action", outcome)), key=lambda d: d["@timestamp"]):
+        first_outcome.setdefault(doc["aisoar"]["action"]["target"], doc)  # v3's rollback verifies first
+    relapse, recover = first_outcome[f"{relapsing}:champion"], first_outcome[f"{recovering}:champion"]
+    print(f"\nrelapsing: {relapse['event']['reason']}\nrecovering: {recover['event']['reason']}")
+    assert relapse["aisoar"]["status"] == "unverified" and f"drift findings of {relapsing} v2" in relapse["event"][
+        "reason"]
+    assert recover["aisoar"]["status"] == "verified" and f"0 drift findings of {recovering} v2" in recover["event"][
+        "reason"]
+    (alert, *_) = _alerts(am, "AisoarVerificationFailed", f"{relapsing}:champion")
+    assert alert["labels"]["action"] == "registry:rollback" and "did not recover" in alert["annotations"]["summary"]
+    assert _alerts(am, "AisoarVerificationFailed", f"{recovering}:champion") == []
