@@ -11,6 +11,7 @@ from detectors.dlp import DLPDetector
 from detectors.injection import InjectionDetector, ResponseDetector
 from detectors.models import DriftDetector, ProvenanceDetector
 from detectors.policy import ShadowAIDetector
+from detectors.state import SlotStore
 
 __all__ = ["DetectorSet", "POLICY_FILES", "default_detectors"]
 
@@ -44,12 +45,15 @@ def default_detectors(*, policy_dir: str | Path | None = None) -> DetectorSet:
     classifications = _policy(policy_dir, "classifications.yaml")
     approved_ai = _policy(policy_dir, "approved_ai.yaml")
     approved_models = _policy(policy_dir, "approved_models.yaml")
+    # One compact per-principal store for the behaviour detectors that key by principal: the
+    # key and its bookkeeping are paid once (the longer of their ttls keeps both baselines).
+    principals = SlotStore(capacity=1_000_000, ttl=14 * 24 * 3600.0)
     prompt: list[PromptDetector] = [
         DLPDetector(policy=classifications) if classifications else DLPDetector(),
         InjectionDetector(),
         ResponseDetector(),
-        PrincipalAnomalyDetector(),
-        DenialOfWalletDetector(),
+        PrincipalAnomalyDetector(store=principals),
+        DenialOfWalletDetector(store=principals),
     ]
     shadow_ai = ShadowAIDetector(approved_ai) if approved_ai else ShadowAIDetector()
     inference: list[InferenceDetector] = [

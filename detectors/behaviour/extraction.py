@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from array import array
 
 import msgspec
 
 from aisoar.events import InferenceEvent
 from aisoar.findings import Evidence, Finding, finding_id
 from detectors.base import InferenceDetector, inference_entities
-from detectors.state import EntityStore
+from detectors.state import SlotStore
 
 __all__ = ["ModelExtractionDetector"]
 
-# Per (model, principal) and per model: one array of doubles.
-_COUNT, _T, _BOUNDARY, _CLASSES, _ALARM = range(5)
-_MASK_BITS = 52  # a class bitmask that a double holds exactly
+# Per (model, principal) and per model: a 40-byte row (decayed counts, last time, classes seen
+# as a bitmask, last alarm).
+_FIELDS = (("count", "d"), ("t", "d"), ("boundary", "d"), ("classes", "Q"), ("alarm", "d"))
+_INIT = (0.0, -math.inf, 0.0, 0, -math.inf)
+_MASK_BITS = 64
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the few class names
 def _class_bit(name: str) -> int:
     h = 2166136261
     for ch in name.encode():
@@ -103,44 +106,41 @@ class ModelExtractionDetector(InferenceDetector):
         self._reset()
 
     def _reset(self) -> None:
-        self._models: EntityStore[str, array[float]] = EntityStore(self.capacity, self.ttl)
-        self._pairs: EntityStore[tuple[str, str], array[float]] = EntityStore(self.capacity, self.ttl)
+        self._models = SlotStore(self.capacity, self.ttl)
+        self._model_rows = self._models.table(_FIELDS, _INIT)
+        self._pairs = SlotStore(self.capacity, self.ttl)
+        self._pair_rows = self._pairs.table(_FIELDS, _INIT)
 
-    @staticmethod
-    def _new() -> array[float]:
-        return array("d", (0.0, -math.inf, 0.0, 0.0, -math.inf))
-
-    def _bump(self, s: array[float], now: float, boundary: float, bit: int) -> None:
-        gap = max(0.0, now - s[_T]) if s[_T] != -math.inf else 0.0
-        decay = math.exp(-gap / self.window)
-        s[_COUNT] = s[_COUNT] * decay + 1.0
-        s[_BOUNDARY] = s[_BOUNDARY] * decay + boundary
-        s[_T] = max(now, s[_T])
-        if bit:
-            s[_CLASSES] = float(int(s[_CLASSES]) | bit)
+    def _bump(self, row: tuple[float, float, float, int, float], now: float, boundary: float,
+              bit: int) -> tuple[float, float, float, int, float]:
+        count, t, near, classes, alarm = row
+        decay = math.exp(-max(0.0, now - t) / self.window) if t != -math.inf else 1.0
+        return count * decay + 1.0, max(now, t), near * decay + boundary, classes | bit, alarm
 
     def check(self, event: InferenceEvent) -> list[Finding]:
         principal = event.principal
         now = event.timestamp.timestamp()
         near = 1.0 if event.score is not None and abs(event.score - 0.5) <= self.boundary else 0.0
         bit = _class_bit(event.predicted_class) if event.predicted_class is not None else 0
-        model = self._models.setdefault(event.model_name, self._new, now)
-        self._bump(model, now, near, bit)
+        rows = self._model_rows
+        offset = self._models.slot(event.model_name, now) * rows.size
+        model = self._bump(rows.unpack(rows.buffer, offset), now, near, bit)
+        rows.pack(rows.buffer, offset, *model)
         if principal is None:
             return []
-        pair = self._pairs.setdefault((event.model_name, principal), self._new, now)
-        self._bump(pair, now, near, bit)
-        count, total = pair[_COUNT], model[_COUNT]
-        if count < self.min_requests or now - pair[_ALARM] < self.cooldown:
+        rows = self._pair_rows
+        offset = self._pairs.slot((event.model_name, principal), now) * rows.size
+        pair = self._bump(rows.unpack(rows.buffer, offset), now, near, bit)
+        count, total = pair[0], model[0]
+        if count < self.min_requests or now - pair[4] < self.cooldown or count / total < self.min_share:
+            rows.pack(rows.buffer, offset, *pair)
             return []
         share = count / total
-        if share < self.min_share:
-            return []
-        pair[_ALARM] = now
-        model_classes = int(model[_CLASSES]).bit_count()
-        coverage = int(pair[_CLASSES]).bit_count() / model_classes if model_classes else 0.0
-        probe = pair[_BOUNDARY] / count
-        others = (model[_BOUNDARY] - pair[_BOUNDARY]) / max(total - count, 1e-9)
+        rows.pack(rows.buffer, offset, *pair[:4], now)
+        model_classes = model[3].bit_count()
+        coverage = pair[3].bit_count() / model_classes if model_classes else 0.0
+        probe = pair[2] / count
+        others = (model[2] - pair[2]) / max(total - count, 1e-9)
         systematic = coverage >= 0.8 and probe >= 2 * others and probe >= 0.1
         confidence = min(0.99, 0.5 + 0.5 * share + (0.2 if systematic else 0.0))
         return [

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from array import array
-
-from river import anomaly
 
 from aisoar.events import PromptEvent
 from aisoar.findings import Evidence, Finding, finding_id
 from detectors.base import PromptDetector, prompt_entities
-from detectors.state import EntityStore
+from detectors.behaviour._hst import HalfSpaceTrees
+from detectors.state import SlotStore
 
 __all__ = ["FEATURES", "PrincipalAnomalyDetector", "is_refusal"]
 
@@ -23,14 +22,24 @@ _LABELS = ("requests/min", "input tokens", "output tokens", "prompt chars", "dis
 _LOG = (True, True, True, True, False, False)
 _FLOOR = (0.25, 0.25, 0.25, 0.25, 0.5, 0.05)  # minimum sd, in feature units: no z of 50 on a constant
 _NF = len(FEATURES)
+_FLOOR2 = tuple(f**2 for f in _FLOOR)
 _SLOTS = 6  # recent distinct models remembered per principal
+_HST_FEATURES = (*FEATURES, "hour_deviation", "hour_sin", "hour_cos")
+_TAU = 2 * math.pi / 24
 
-# Layout of a principal's state: one flat array of doubles (see the class docstring).
-_N, _T, _RATE, _REFUSE, _HSIN, _HCOS, _ALARM = range(7)
-_MEAN = 7
-_SQ = _MEAN + _NF
-_MODELS = _SQ + _NF  # _SLOTS pairs (model hash, last seen)
-_SIZE = _MODELS + 2 * _SLOTS
+# A principal's row in the shared store (see the class docstring): 160 bytes. Times and the
+# decayed rate stay float64; the EW moments of features that are log1p'd or small, and the
+# hour's circular mean, fit float32 (their sd has a floor far above float32's resolution).
+_FIELDS = (
+    ("n", "I"), ("t", "d"), ("rate", "d"), ("alarm", "d"), ("refuse", "f"), ("hsin", "f"), ("hcos", "f"),
+    *((f"mean_{f}", "f") for f in FEATURES), *((f"sq_{f}", "f") for f in FEATURES),
+    *(field for i in range(_SLOTS) for field in ((f"model{i}", "I"), (f"model{i}_seen", "d"))),
+)
+_INIT = tuple(-math.inf if name == "alarm" else 0 if code == "I" else 0.0 for name, code in _FIELDS)
+_MEANS = slice(7, 7 + _NF)
+_SQS = slice(7 + _NF, 7 + 2 * _NF)
+_MODEL_HASHES = slice(7 + 2 * _NF, len(_FIELDS), 2)
+_MODEL_SEEN = slice(8 + 2 * _NF, len(_FIELDS), 2)
 
 _REFUSAL = re.compile(
     r"\s*(?:i'?m sorry|i am sorry|sorry, (?:but )?i can|i can(?:no|')t (?:help|assist|comply|provide)"
@@ -47,12 +56,13 @@ def is_refusal(event: PromptEvent) -> bool:
     return _REFUSAL.match(event.response, 0, 200) is not None
 
 
-def _model_hash(model: str) -> float:
-    # Exactly representable in a double (52 bits); collisions only merge two models.
-    h = 1469598103934665603
+@functools.lru_cache(maxsize=4096)  # a pure function of the few model names
+def _model_hash(model: str) -> int:
+    """FNV-1a, 32 bits, never 0 (0 marks an empty slot); collisions only merge two models."""
+    h = 2166136261
     for ch in model.encode():
-        h = ((h ^ ch) * 1099511628211) & 0xFFFFFFFFFFFFF
-    return float(h)
+        h = ((h ^ ch) * 16777619) & 0xFFFFFFFF
+    return h or 1
 
 
 class PrincipalAnomalyDetector(PromptDetector):
@@ -75,9 +85,10 @@ class PrincipalAnomalyDetector(PromptDetector):
     ``warmup`` events never alarm; one finding per principal per ``cooldown`` seconds.
 
     Why not one HalfSpaceTrees per principal: a 10-tree, height-8 HST pickles to ~170 KB, so a
-    million principals would need ~170 GB. The state here is one ``array('d')`` of 31 doubles
-    (~310 bytes; ~0.6 KB per idle principal with the store's entry and key), bounded by an
-    LRU + event-time TTL store.
+    million principals would need ~170 GB. The state here is one 160-byte row of a
+    :class:`~detectors.state.SlotStore` (shared with the other per-principal detectors, bounded
+    by capacity and an event-time TTL), and the shared trees learn a window at a time in numpy
+    (:class:`~detectors.behaviour._hst.HalfSpaceTrees`, same trees and scores as river's).
 
     ATLAS AML.T0012 Valid Accounts: a sudden change of a principal's behaviour is the classic
     sign of a stolen credential. No OWASP LLM id applies to the behaviour itself.
@@ -102,7 +113,9 @@ class PrincipalAnomalyDetector(PromptDetector):
         The HST learns from one post-warm-up event in this many (it is the costly part; the
         population's distribution is learned as well from a regular subsample).
     capacity, ttl
-        Bounds of the per-principal store (ttl in event-time seconds).
+        Bounds of the per-principal store (ttl in event-time seconds) when no ``store`` is given.
+    store
+        A per-principal store shared with other detectors (its capacity and ttl apply).
 
     Examples
     --------
@@ -144,6 +157,7 @@ class PrincipalAnomalyDetector(PromptDetector):
         learn_every: int = 4,
         capacity: int = 1_000_000,
         ttl: float = 7 * 24 * 3600.0,
+        store: SlotStore | None = None,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -165,112 +179,97 @@ class PrincipalAnomalyDetector(PromptDetector):
         self.learn_every = learn_every
         self.capacity = capacity
         self.ttl = ttl
+        self.store = store
         self._reset()
 
     def _reset(self) -> None:
-        self._states: EntityStore[str, array[float]] = EntityStore(self.capacity, self.ttl)
-        self._hst = anomaly.HalfSpaceTrees(
-            n_trees=self.n_trees, height=self.height, window_size=self.window_size, seed=self.seed
-        )
+        self._states = self.store if self.store is not None else SlotStore(self.capacity, self.ttl)
+        self._rows = self._states.table(_FIELDS, _INIT)
+        self._hst = HalfSpaceTrees(_HST_FEATURES, n_trees=self.n_trees, height=self.height,
+                                   window_size=self.window_size, seed=self.seed)
         self._seen = 0  # post-warm-up events, for the HST's learning subsample
 
-    @staticmethod
-    def _new_state() -> array[float]:
-        state = array("d", bytes(8 * _SIZE))
-        state[_ALARM] = -math.inf
-        return state
-
-    def _features(self, s: array[float], event: PromptEvent, now: float) -> list[float]:
-        """Update the windows of ``s`` with the event and return the raw feature values."""
-        first = s[_N] == 0
-        gap = 0.0 if first else max(0.0, now - s[_T])
-        s[_RATE] = s[_RATE] * math.exp(-gap / self.rate_window) + 1.0
-        s[_T] = now if first else max(now, s[_T])
-        # Distinct models: a few (hash, last seen) slots; the oldest slot is recycled.
-        h = _model_hash(event.request_model)
-        oldest, distinct, placed = _MODELS, 0, False
-        horizon = now - self.models_window
-        for i in range(_MODELS, _MODELS + 2 * _SLOTS, 2):
-            if s[i] == h and s[i + 1] > 0:
-                s[i + 1], placed = max(now, s[i + 1]), True
-            if s[i + 1] > 0 and s[i + 1] >= horizon:
-                distinct += 1
-            if s[i + 1] < s[oldest + 1]:
-                oldest = i
-        if not placed:
-            s[oldest], s[oldest + 1] = h, max(now, 1e-9)
-            distinct = min(distinct + 1, _SLOTS)
-        refused = 1.0 if is_refusal(event) else 0.0
-        s[_REFUSE] = refused if first else 0.8 * s[_REFUSE] + 0.2 * refused
-        return [
-            math.log1p(s[_RATE]),
-            math.log1p(event.input_tokens),
-            math.log1p(event.output_tokens),
-            math.log1p(len(event.prompt)),
-            float(distinct),
-            s[_REFUSE],
-        ]
+    def row(self, principal: str) -> dict[str, float] | None:
+        """A principal's state by field name (for inspection), or ``None``."""
+        slot = self._states.find(principal)
+        return None if slot < 0 else self._rows.row(slot)
 
     def check(self, event: PromptEvent) -> list[Finding]:
         now = event.timestamp.timestamp()
-        principal = event.principal
-        s = self._states.setdefault(principal, self._new_state, now)
-        values = self._features(s, event, now)
-        n = s[_N]
+        rows = self._rows
+        offset = self._states.slot(event.principal, now) * rows.size
+        s = rows.unpack(rows.buffer, offset)
+        n, t, rate, alarm, refuse, hsin, hcos = s[:7]
+        means, sqs = s[_MEANS], s[_SQS]
+        first = n == 0
+        # Requests per window: an exponentially decayed count.
+        rate = rate * math.exp(-(0.0 if first else max(0.0, now - t)) / self.rate_window) + 1.0
+        t = now if first else max(now, t)
+        # Distinct models: a few (hash, last seen) slots; the least recent slot is recycled.
+        hashes, seen = list(s[_MODEL_HASHES]), list(s[_MODEL_SEEN])
+        h = _model_hash(event.request_model)
+        horizon = max(now - self.models_window, 1e-300)  # empty slots have seen 0
+        if h in hashes and seen[hashes.index(h)] > 0:
+            i = hashes.index(h)
+            seen[i] = max(now, seen[i])
+            distinct = len([x for x in seen if x >= horizon])
+        else:
+            distinct = min(len([x for x in seen if x >= horizon]) + 1, _SLOTS)
+            i = seen.index(min(seen))
+            hashes[i], seen[i] = h, max(now, 1e-9)
+        refused = 1.0 if is_refusal(event) else 0.0
+        refuse = refused if first else 0.8 * refuse + 0.2 * refused
+        values = (math.log1p(rate), math.log1p(event.input_tokens), math.log1p(event.output_tokens),
+                  math.log1p(len(event.prompt)), float(distinct), refuse)
         hour = (now % 86400.0) / 3600.0
-        hs, hc = math.sin(2 * math.pi * hour / 24), math.cos(2 * math.pi * hour / 24)
-        zs = []
-        for f in range(_NF):
-            mean, sq = s[_MEAN + f], s[_SQ + f]
-            sd = math.sqrt(max(sq - mean * mean, _FLOOR[f] ** 2))
-            zs.append((values[f] - mean) / sd)
-        norm = math.hypot(s[_HSIN], s[_HCOS])
-        # 0 = at the usual hour, 1 = opposite; scaled by how regular the principal's hours are.
-        hour_dev = 0.5 * (norm - (hs * s[_HSIN] + hc * s[_HCOS])) if norm > 0 else 0.0
+        hs, hc = math.sin(_TAU * hour), math.cos(_TAU * hour)
+        zs = [(v - m) / math.sqrt(max(q - m * m, fl)) for v, m, q, fl in zip(values, means, sqs, _FLOOR2)]
         findings: list[Finding] = []
         anomalous = False
         if n >= self.warmup:
-            top = max(range(_NF), key=lambda f: abs(zs[f]))
-            anomalous = abs(zs[top]) >= self.min_z
+            top = max(map(abs, zs))
+            anomalous = top >= self.min_z
             self._seen += 1
-            # The HST (~50 us per call) is the cost: score only what the z-gate lets through
-            # and learn the population from one post-warm-up event in `learn_every`.
+            # Score only what the z-gate lets through (scoring walks the trees in Python) and
+            # learn the population from one post-warm-up event in `learn_every`.
             learn = self._seen % self.learn_every == 0
-            if learn or (anomalous and now - s[_ALARM] >= self.cooldown):
-                x = {name: 0.5 + 0.5 * math.tanh(z / 4.0) for name, z in zip(FEATURES, zs)}
-                x["hour_deviation"] = hour_dev
-                x["hour_sin"], x["hour_cos"] = 0.5 + 0.5 * hs, 0.5 + 0.5 * hc
-                if anomalous and now - s[_ALARM] >= self.cooldown:
-                    score = float(self._hst.score_one(x))  # type: ignore[no-untyped-call]
+            due = anomalous and now - alarm >= self.cooldown
+            if learn or due:
+                norm = math.hypot(hsin, hcos)
+                # 0 = at the usual hour, 1 = opposite; scaled by how regular the principal's hours are.
+                hour_dev = 0.5 * (norm - (hs * hsin + hc * hcos)) if norm > 0 else 0.0
+                x = [0.5 + 0.5 * math.tanh(z / 4.0) for z in zs]
+                x += (hour_dev, 0.5 + 0.5 * hs, 0.5 + 0.5 * hc)
+                if due:
+                    score = self._hst.score_one(x)
                     if score >= self.threshold:
-                        s[_ALARM] = now
-                        findings.append(self._finding(event, s, values, zs, score))
+                        alarm = now
+                        findings.append(self._finding(event, means, values, zs, score))
                 if learn:
-                    self._hst.learn_one(x)  # type: ignore[no-untyped-call]
+                    self._hst.learn_one(x)
         # Learn the principal's baseline (slower while it looks anomalous, so a burst does not
         # instantly become its own normal).
-        a = self.alpha / 10 if anomalous else self.alpha
-        if n == 0:
-            for f in range(_NF):
-                s[_MEAN + f], s[_SQ + f] = values[f], values[f] * values[f]
-            s[_HSIN], s[_HCOS] = hs, hc
+        if first:
+            means, sqs = values, [v * v for v in values]
+            hsin, hcos = hs, hc
         else:
-            for f in range(_NF):
-                s[_MEAN + f] = (1 - a) * s[_MEAN + f] + a * values[f]
-                s[_SQ + f] = (1 - a) * s[_SQ + f] + a * values[f] * values[f]
-            s[_HSIN] = (1 - a) * s[_HSIN] + a * hs
-            s[_HCOS] = (1 - a) * s[_HCOS] + a * hc
-        s[_N] = n + 1
+            a = self.alpha / 10 if anomalous else self.alpha
+            b = 1 - a
+            means = [b * m + a * v for m, v in zip(means, values)]
+            sqs = [b * q + a * v * v for q, v in zip(sqs, values)]
+            hsin, hcos = b * hsin + a * hs, b * hcos + a * hc
+        models = [v for pair in zip(hashes, seen) for v in pair]
+        rows.pack(rows.buffer, offset, min(n + 1, 0xFFFFFFFF), t, rate, alarm, refuse, hsin, hcos, *means, *sqs, *models)
         return findings
 
-    def _finding(self, event: PromptEvent, s: array[float], values: list[float], zs: list[float],
-                 score: float) -> Finding:
+    def _finding(self, event: PromptEvent, means: tuple[float, ...], values: tuple[float, ...],
+                 zs: list[float], score: float) -> Finding:
         order = sorted(range(_NF), key=lambda f: -abs(zs[f]))
         evidence: list[Evidence] = []
         for f in order[:3]:
             if abs(zs[f]) < 2.0 and evidence:
                 break
-            value, base = values[f], s[_MEAN + f]
+            value, base = values[f], means[f]
             if _LOG[f]:
                 value, base = math.expm1(value), math.expm1(base)
             fmt = ".2f" if f >= 4 or f == 0 else ".0f"

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-from array import array
 
 from aisoar.events import PromptEvent
 from aisoar.findings import Evidence, Finding, finding_id
 from detectors.base import PromptDetector, prompt_entities
-from detectors.state import EntityStore
+from detectors.state import SlotStore
 
 __all__ = ["DenialOfWalletDetector"]
 
-_START, _TOKENS, _N, _MEAN, _SQ, _ALARM = range(6)
+# A principal's row in the shared store: 44 bytes.
+_FIELDS = (("start", "d"), ("tokens", "d"), ("n", "I"), ("mean", "d"), ("sq", "d"), ("alarm", "d"))
+_INIT = (-math.inf, 0.0, 0, 0.0, 0.0, -math.inf)
 
 
 class DenialOfWalletDetector(PromptDetector):
@@ -29,8 +30,8 @@ class DenialOfWalletDetector(PromptDetector):
     covers brand-new credentials. One finding per principal per window. A window that alarmed
     updates the baseline with a tenth of the weight, so an attack does not become the norm.
 
-    State: one ``array('d')`` of 6 doubles per principal (~0.3 KB per idle principal with the
-    store's entry and key). Mapped to OWASP LLM10:2025 Unbounded Consumption and ATLAS
+    State: a 44-byte row per principal in a :class:`~detectors.state.SlotStore` (shared with
+    the other per-principal detectors). Mapped to OWASP LLM10:2025 Unbounded Consumption and ATLAS
     AML.T0034 Cost Harvesting.
 
     Parameters
@@ -47,7 +48,9 @@ class DenialOfWalletDetector(PromptDetector):
     absolute_limit
         Tokens per window that always alarm (``None``: off).
     capacity, ttl
-        Bounds of the per-principal store (ttl in event-time seconds).
+        Bounds of the per-principal store (ttl in event-time seconds) when no ``store`` is given.
+    store
+        A per-principal store shared with other detectors (its capacity and ttl apply).
 
     Examples
     --------
@@ -82,6 +85,7 @@ class DenialOfWalletDetector(PromptDetector):
         absolute_limit: float | None = None,
         capacity: int = 1_000_000,
         ttl: float = 14 * 24 * 3600.0,
+        store: SlotStore | None = None,
     ) -> None:
         if window <= 0:
             raise ValueError(f"window must be > 0, got {window}")
@@ -96,55 +100,52 @@ class DenialOfWalletDetector(PromptDetector):
         self.absolute_limit = absolute_limit
         self.capacity = capacity
         self.ttl = ttl
+        self.store = store
         self._reset()
 
     def _reset(self) -> None:
-        self._states: EntityStore[str, array[float]] = EntityStore(self.capacity, self.ttl)
+        self._states = self.store if self.store is not None else SlotStore(self.capacity, self.ttl)
+        self._rows = self._states.table(_FIELDS, _INIT)
 
-    @staticmethod
-    def _new() -> array[float]:
-        return array("d", (-math.inf, 0.0, 0.0, 0.0, 0.0, -math.inf))
-
-    def limit(self, s: array[float]) -> float | None:
-        """The current alarm level of a principal's state, or ``None`` while it is learning."""
-        if s[_N] < self.min_windows:
+    def limit(self, n: int, mean: float, sq: float) -> float | None:
+        """The alarm level of a principal with ``n`` closed windows and these moments, or
+        ``None`` while it is learning."""
+        if n < self.min_windows:
             return self.absolute_limit
-        mean = s[_MEAN]
-        sd = math.sqrt(max(s[_SQ] - mean * mean, (0.1 * mean) ** 2))
+        sd = math.sqrt(max(sq - mean * mean, (0.1 * mean) ** 2))
         level = max(mean + self.k * sd, self.ratio * mean, self.min_tokens)
         return level if self.absolute_limit is None else min(level, self.absolute_limit)
 
     def check(self, event: PromptEvent) -> list[Finding]:
         now = event.timestamp.timestamp()
-        s = self._states.setdefault(event.principal, self._new, now)
-        start = now - now % self.window
-        if start > s[_START]:
-            if s[_START] != -math.inf:
-                self._close(s)
-            s[_START], s[_TOKENS] = start, 0.0
+        rows = self._rows
+        offset = self._states.slot(event.principal, now) * rows.size
+        start, tokens, n, mean, sq, alarm = rows.unpack(rows.buffer, offset)
+        window_start = now - now % self.window
+        if window_start > start:
+            if start != -math.inf:  # close the previous window into the baseline
+                if n == 0:
+                    mean, sq = tokens, tokens * tokens
+                else:
+                    a = self.alpha / 10 if alarm >= start else self.alpha
+                    mean = (1 - a) * mean + a * tokens
+                    sq = (1 - a) * sq + a * tokens * tokens
+                n = min(n + 1, 0xFFFFFFFF)
+            start, tokens = window_start, 0.0
         # (a late event for an older window counts in the current one: spend is spend)
-        s[_TOKENS] += event.input_tokens + event.output_tokens
-        level = self.limit(s)
-        if level is None or s[_TOKENS] <= level or s[_ALARM] >= s[_START]:
-            return []
-        s[_ALARM] = now
-        return [self._finding(event, s, level)]
+        tokens += event.input_tokens + event.output_tokens
+        level = self.limit(n, mean, sq)
+        findings: list[Finding] = []
+        if level is not None and tokens > level and alarm < start:
+            alarm = now
+            findings.append(self._finding(event, tokens, n, mean, sq, level))
+        rows.pack(rows.buffer, offset, start, tokens, n, mean, sq, alarm)
+        return findings
 
-    def _close(self, s: array[float]) -> None:
-        x = s[_TOKENS]
-        if s[_N] == 0:
-            s[_MEAN], s[_SQ] = x, x * x
-        else:
-            a = self.alpha / 10 if s[_ALARM] >= s[_START] else self.alpha
-            s[_MEAN] = (1 - a) * s[_MEAN] + a * x
-            s[_SQ] = (1 - a) * s[_SQ] + a * x * x
-        s[_N] += 1
-
-    def _finding(self, event: PromptEvent, s: array[float], level: float) -> Finding:
-        mean = s[_MEAN]
-        sd = math.sqrt(max(s[_SQ] - mean * mean, 0.0))
-        spent = s[_TOKENS]
-        learned = s[_N] >= self.min_windows
+    def _finding(self, event: PromptEvent, spent: float, n: int, mean: float, sq: float,
+                 level: float) -> Finding:
+        sd = math.sqrt(max(sq - mean * mean, 0.0))
+        learned = n >= self.min_windows
         detail = (f"{spent:.0f} tokens this window (baseline {mean:.0f} +- {sd:.0f}, limit {level:.0f})"
                   if learned else f"{spent:.0f} tokens this window (absolute limit {level:.0f})")
         times = spent / mean if learned and mean > 0 else float("inf")

@@ -19,6 +19,7 @@ from detectors.behaviour import (
     PrincipalAnomalyDetector,
 )
 from detectors.behaviour.principal import is_refusal
+from detectors.state import SlotStore
 
 T0 = datetime(2026, 11, 25, 9, tzinfo=UTC)
 
@@ -219,3 +220,35 @@ def test_exported_members() -> None:
     public = {n for n in dir(behaviour_pkg) if not n.startswith("_")} - {"extraction", "principal", "wallet"}
     assert set(behaviour_pkg.__all__) == public
     assert behaviour_pkg.__all__ == sorted(behaviour_pkg.__all__)
+
+
+def test_detectors_sharing_one_store_find_what_they_find_alone() -> None:
+    """Principal anomaly and denial of wallet keep their rows in one SlotStore (one key per
+    principal) and report exactly what they report with stores of their own."""
+    shared = SlotStore(capacity=1000, ttl=14 * 24 * 3600.0)
+    together = [PrincipalAnomalyDetector(store=shared), DenialOfWalletDetector(store=shared)]
+    alone = [PrincipalAnomalyDetector(), DenialOfWalletDetector()]
+    rng = random.Random(2)
+
+    def burst(i: int) -> PromptEvent | None:
+        if i >= 5000 and i % 4 == 0:
+            return call(i, "u3", 6 * i + 0.5 * (i % 12), 300 if i < 5800 else 40_000, model=f"model-{i % 5}")
+        return None
+
+    found: dict[str, list[tuple[int, str]]] = {"together": [], "alone": []}
+    for i, event in population(rng, 6000, burst):
+        for label, dets in (("together", together), ("alone", alone)):
+            found[label] += [(i, f.rule_id) for d in dets for f in d.check(event)]
+    assert found["together"] == found["alone"]
+    assert {rule for _, rule in found["alone"]} == {"behaviour.anomalous_principal", "behaviour.denial_of_wallet"}
+    assert len(shared) == 20  # one entry per principal for both detectors
+
+
+def test_evicted_principal_starts_over_in_a_reused_slot() -> None:
+    det = PrincipalAnomalyDetector(capacity=2)
+    for i, user in enumerate(["a", "a", "b", "a", "c"]):  # c evicts b, the least recently seen
+        det.check(call(i, user, float(i)))
+    assert "b" not in det._states and det.row("a")["n"] == 3 and det.row("c")["n"] == 1
+    assert det._states._high == 2  # c took b's slot
+    det.check(call(9, "b", 9.0))  # b comes back (evicting a): learned from scratch
+    assert det.row("b")["n"] == 1 and "a" not in det._states
