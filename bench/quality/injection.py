@@ -35,7 +35,10 @@ from detectors.injection.normalize import normalize
 DATA = Path(__file__).resolve().parents[1] / "data" / "injection" / "corpus.jsonl.gz"
 TEST_FRACTION = 0.3
 GATE_WEIGHT = 0.1  # a word enters the classifier's gate vocabulary above this weight ...
-GATE_MAX_DF = 0.03  # ... when fewer than 3 % of train benign prompts contain it
+# ... when fewer than this share of train benign prompts contain it: the strictest of these
+# that keeps every train attack the classifier alone detects (a tighter gate means fewer
+# benign prompts pay for scoring: on ShareGPT 45 % reach the model at 1 %, 70 % at 3 %)
+GATE_MAX_DF = (0.03, 0.01, 0.003)
 MAX_FPR = 0.01  # threshold tuning target on train (the report target is 2 %)
 
 # Filler goals for EasyJailbreak's {query} slot (written here, deliberately mild).
@@ -159,7 +162,18 @@ def train(rows: list[dict]) -> InjectionClassifier:
     weight = {w: float(clf._w[clf.indices(w.encode())].sum()) for w in vocab}
     benign_sets = [set(normalize(r["text"]).folded.split()) for r in train_rows if not r["label"]]
     df = {w: sum(1 for b in benign_sets if w.encode() in b) / max(len(benign_sets), 1) for w in vocab}
-    clf.set_gate(sorted(w for w in vocab if weight[w] > GATE_WEIGHT and df[w] < GATE_MAX_DF))
+    needed = [i for i, r in enumerate(train_rows)  # train attacks only the classifier catches
+              if r["label"] and not rule_hit[i] and clf.predict_proba_one(r["text"]) >= best + margin[i]]
+    gate: list[str] = []
+    for max_df in GATE_MAX_DF:
+        candidate = sorted(w for w in vocab if weight[w] > GATE_WEIGHT and df[w] < max_df)
+        clf.set_gate(candidate)
+        if gate and not all(clf.gated(normalize(train_rows[i]["text"]).folded) for i in needed):
+            break
+        gate, chosen = candidate, max_df
+    clf.set_gate(gate)
+    print(f"classifier gate: {len(gate)} words (benign document frequency < {chosen:.1%}; "
+          f"keeps all {len(needed)} train attacks only the classifier detects)")
     print(f"trained on {len(train_rows)} rows; threshold {best:.2f} "
           f"(out-of-fold FPR <= {MAX_FPR:.0%} on the train split's real benign prompts)")
     return clf

@@ -110,8 +110,8 @@ class InjectionClassifier:
         self.gate: list[str] = []
         self._gate: frozenset[bytes] | None = None
         self._wl: list[float] | None = None  # Python mirror of ``_w`` for short texts (lazy)
-        # word -> (unigram weight, word hash * MIX, word hash * BIGRAM * MIX); cleared with ``_wl``
-        self._words: dict[bytes, tuple[float, int, int]] = {}
+        # word -> (unigram weight, its bigram-bucket parts, see ``_word``); cleared with ``_wl``
+        self._words: dict[bytes, tuple[float, int, int, int, int]] = {}
 
     def indices(self, folded: bytes) -> np.ndarray:
         """Hashed unigram + bigram indices of a folded text (with repeats)."""
@@ -156,12 +156,16 @@ class InjectionClassifier:
             folded = folded[: self.head_bytes] + b" " + folded[-self.tail_bytes :]
         return not self._gate.isdisjoint(folded.split())
 
-    def _word(self, word: bytes) -> tuple[float, int, int]:
+    def _word(self, word: bytes) -> tuple[float, int, int, int, int]:
+        # A bigram's bucket is ((hb(prev) + hm(word)) mod 2**64) >> shift. Split both at
+        # ``shift`` so the loop adds small ints: hi(prev) + hi(word) + carry, where the
+        # carry out of the low parts is one comparison (lo(prev) >= 2**shift - lo(word)).
         h = _word_hash(word)
-        mix = int(_MIX)
-        hm = (h * mix) & _M64
-        wl = self._weights_list()
-        entry = (wl[hm >> int(self._shift)], hm, (h * int(_BIGRAM) * mix) & _M64)
+        shift = int(self._shift)
+        low = (1 << shift) - 1
+        hm = (h * int(_MIX)) & _M64
+        hb = (h * int(_BIGRAM) * int(_MIX)) & _M64
+        entry = (self._weights_list()[hm >> shift], hm >> shift, (1 << shift) - (hm & low), hb >> shift, hb & low)
         if len(self._words) >= _CACHE_MAX:
             self._words.clear()
         self._words[word] = entry
@@ -176,14 +180,14 @@ class InjectionClassifier:
     def _score_words(self, words: list[bytes]) -> tuple[float, int]:
         """:meth:`score_folded` for a few words, in plain Python (same indices as numpy)."""
         wl = self._weights_list()
-        get, miss, shift = self._words.get, self._word, int(self._shift)
+        get, miss, mask = self._words.get, self._word, (1 << self.n_bits) - 1
         w0 = words[0]
-        total, _, prev = get(w0) or miss(w0)
+        total, _, _, prev_hi, prev_lo = get(w0) or miss(w0)
         for word in words[1:]:
-            uw, hm, hb = get(word) or miss(word)
+            uw, hi, need, next_hi, next_lo = get(word) or miss(word)
             total += uw
-            total += wl[((prev + hm) & _M64) >> shift]
-            prev = hb
+            total += wl[(prev_hi + hi + (prev_lo >= need)) & mask]
+            prev_hi, prev_lo = next_hi, next_lo
         n = 2 * len(words) - 1
         z = self.model.intercept + total / math.sqrt(n)
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))), (n + 1) // 2
