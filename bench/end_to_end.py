@@ -59,7 +59,10 @@ async def _sample_lag(settings: Any, inputs: list[str], internal: list[str], n: 
         all_lag = sum(lag.values())
         cpu = [round(p.cpu_percent(None), 1) for p in procs]
         series.append({"t": round(now, 2), "produced": produced[0], "input_lag": in_lag, "internal_lag": all_lag - in_lag,
-                       "consumed": max(0, produced[0] - in_lag), "worker_cpu_pct": cpu})
+                       "consumed": max(0, produced[0] - in_lag), "worker_cpu_pct": cpu,
+                       # which stage is behind: findings (SIEM), .by-key (correlate), incidents (respond), ...
+                       "internal_by_topic": {t.rsplit(".", 1)[-1] if not t.endswith("by-key") else "by-key": lag.get(t, 0)
+                                             for t in internal}})
         if produced[0] >= n and in_lag == 0 and t_inputs is None:
             t_inputs = now
         # Exactly-once: each transactionally written partition ends with a commit marker that

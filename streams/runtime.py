@@ -248,12 +248,22 @@ class Runtime:
         if not self._sink_installed:  # templates before the first document, or mappings go dynamic
             await self.start_sink()
             self._sink_installed = True
+        records: list[tuple[str, Any]] = []
+        newest: dict[str, int] = {}  # incident id → its newest revision in this batch
         for topic, raw in batch:
             kind, decoder = self._decoders[topic]
             try:
                 record = decoder.decode(raw)
             except msgspec.DecodeError as exc:  # our own topics: only a foreign producer gets here
                 await publish_dead(dead_letter(topic, raw, f"not an aisoar {kind} record: {exc}"))
+                continue
+            records.append((kind, record))
+            if kind == "incident":
+                newest[record.id] = max(record.revision, newest.get(record.id, 0))
+        for kind, record in records:
+            # An incident is re-sent on every update and is one document: map only its newest
+            # revision (the ECS mapping of superseded revisions was ~18% of this agent, py-spy).
+            if kind == "incident" and record.revision < newest[record.id]:
                 continue
             while True:
                 try:

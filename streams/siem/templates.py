@@ -49,7 +49,12 @@ __all__ = [
 logger = logging.getLogger("aisoar.siem")
 
 #: Bump when mappings change; stored in the template's ``version`` and ``_meta``.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
+
+#: How soon a written document becomes searchable, per kind. Findings are what an analyst
+#: (and the MTTD target, <= 500 ms) waits for: OpenSearch's default 1 s alone would exceed it.
+#: The rest keep the default; a shorter interval costs the node more small segments.
+REFRESH_INTERVAL: dict[str, str] = {"finding": "200ms"}
 
 #: Days an index is kept (from its creation). Audit records outlive alerts.
 DEFAULT_RETENTION: dict[Kind, int] = {"finding": 180, "incident": 365, "action": 400, "deadletter": 30}
@@ -224,6 +229,8 @@ def index_template(
     }
     if replicas is not None:
         settings["index.number_of_replicas"] = replicas
+    if kind in REFRESH_INTERVAL:
+        settings["index.refresh_interval"] = REFRESH_INTERVAL[kind]
     if lifecycle:
         settings["index.lifecycle.name"] = lifecycle
     return {
