@@ -4,7 +4,8 @@ HTTPS only, a CA made at start, internal users. The sink is built from aisoar's 
 the way the worker builds it (``streams.runtime.Runtime.sink``).
 
 The node loads the security plugin and seeds its security index, so it starts slower than the
-shared one (~15 s warm): it is not the session stack, and starts once for this module.
+shared one (16-20 s warm at load average 17-22): it is not the session stack, and starts once
+for this module. Nothing here is mocked: real TLS sockets, the real security plugin.
 """
 
 from __future__ import annotations
