@@ -3,6 +3,8 @@
 ``python -m bench.quality.injection``          evaluate the shipped model on the test split
 ``python -m bench.quality.injection --train``  re-train the classifier on the train split,
                                                 tune its threshold there, write model.json
+``python -m bench.quality.injection --throughput-only``  events/s of the content detectors
+                                                (DLP, injection, response, together) on one core
 
 Data: ``bench/data/injection/corpus.jsonl.gz`` (see SOURCES.md) plus the EasyJailbreak
 templates read from the installed ``easyjailbreak`` package when present. Records
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aisoar.events import PromptEvent, ToolCall
+from detectors.dlp import DLPDetector
 from detectors.injection import InjectionClassifier, InjectionDetector, ResponseDetector
 from detectors.injection.classifier import DEFAULT_MODEL
 from detectors.injection.normalize import normalize
@@ -179,33 +182,40 @@ def train(rows: list[dict]) -> InjectionClassifier:
     return clf
 
 
-def throughput(texts: list[str], seconds: float = 3.0) -> tuple[float, float, float]:
-    inj, resp = InjectionDetector(), ResponseDetector(allowed_hosts=["example.com"])
+def throughput(texts: list[str], seconds: float = 3.0) -> dict[str, float]:
+    """Events per CPU-second of each content detector alone and of the three together, over
+    prompt events whose response is another text of the set."""
+    detectors = {"content.dlp": DLPDetector(), "content.injection": InjectionDetector(),
+                 "content.response": ResponseDetector(allowed_hosts=["example.com"])}
     events = [_event(i, t, "prompt") for i, t in enumerate(texts)]
     events = [e.__class__(**{**{f: getattr(e, f) for f in e.__struct_fields__},
                              "response": texts[(i + 7) % len(texts)]}) for i, e in enumerate(events)]
-    rates = []
-    for det in (inj, resp, None):
+    rates: dict[str, float] = {}
+    runs = [(name, [det]) for name, det in detectors.items()]
+    runs.append(("together (DLP + injection + response)", list(detectors.values())))
+    for name, dets in runs:
         # CPU time of this process: on a shared machine wall time measures the neighbours
         n, start = 0, time.process_time()
         while time.process_time() - start < seconds:
             for e in events:
-                if det is None:
-                    inj.check(e)
-                    resp.check(e)
-                else:
+                for det in dets:
                     det.check(e)
             n += len(events)
-        rates.append(n / (time.process_time() - start))
-    return rates[0], rates[1], rates[2]
+        rates[name] = n / (time.process_time() - start)
+    return rates
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", action="store_true", help="retrain and write detectors/injection/model.json")
     ap.add_argument("--seconds", type=float, default=3.0, help="time per throughput measurement")
+    ap.add_argument("--throughput-only", action="store_true", help="only the content detectors' throughput")
     args = ap.parse_args(argv)
     rows = load()
+    if args.throughput_only:
+        report_throughput([r["text"] for r in rows if _is_test(r["group"]) and not r["label"] and r["field"] == "prompt"],
+                          args.seconds)
+        return
     if args.train:
         train(rows).save(DEFAULT_MODEL)
     test = [r for r in rows if _is_test(r["group"])]
@@ -254,16 +264,27 @@ def main(argv: list[str] | None = None) -> None:
     if clf is not None and clf.gate:
         passed = sum(clf.gated(normalize(t).folded) for t in benign_texts)
         print(f"\nclassifier gate: {len(clf.gate)} words; {passed / len(benign_texts):.1%} of benign test prompts reach the model")
+    report_throughput(benign_texts, args.seconds)
+
+
+def report_throughput(benign_texts: list[str], seconds: float) -> None:
     short = [t for t in benign_texts if len(t) <= 1000]
-    for label, texts in (("all benign test prompts", benign_texts), ("chat-length prompts (<= 1000 chars)", short)):
+    sets = [("all benign test prompts", benign_texts), ("chat-length prompts (<= 1000 chars)", short)]
+    try:  # the detect-core mix's prompts: real ShareGPT human turns (optional package)
+        from bench.quality.dlp_corpus import benign_prompts
+
+        sets.append(("ShareGPT human turns (the detection-core mix's prompts)",
+                     random.Random(7).sample(benign_prompts(12000), 5000)))
+    except Exception as exc:  # noqa: BLE001 - optional source
+        print(f"(ShareGPT prompts not loaded: {exc})", file=sys.stderr)
+    for label, texts in sets:
         lengths = [len(t) for t in texts]
-        inj, resp, both = throughput(texts, args.seconds)
+        rates = throughput(texts, seconds)
         print(f"\nthroughput on one core (events per CPU-second), {len(texts)} {label} "
-              f"(median {statistics.median(lengths):.0f} chars, mean {statistics.mean(lengths):.0f}); "
-              f"response = another prompt's text:")
-        print(f"  content.injection  {inj:>10,.0f} events/s")
-        print(f"  content.response   {resp:>10,.0f} events/s")
-        print(f"  both               {both:>10,.0f} events/s")
+              f"(median {statistics.median(lengths):.0f} chars, mean {statistics.mean(lengths):.0f}, "
+              f"{sum(not t.isascii() for t in texts) / len(texts):.0%} non-ASCII); response = another text of the set:")
+        for name, rate in rates.items():
+            print(f"  {name:<40}{rate:>10,.0f} events/s")
     print(f"  (load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 

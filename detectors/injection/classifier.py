@@ -46,10 +46,10 @@ _POW = np.concatenate(([np.uint64(1)], np.cumprod(np.full(_MAX_BYTES, _P, dtype=
 _IPOW = np.concatenate(([np.uint64(1)], np.cumprod(np.full(_MAX_BYTES, _P_INV, dtype=np.uint64))))
 _IPOW_MIX = _IPOW * _MIX
 _EMPTY = np.empty(0, dtype=np.intp)
-_LETTER = np.zeros(256, dtype=bool)
-_LETTER[97:123] = True
+_LETTER_BYTES = bytes(1 if 97 <= b <= 122 else 0 for b in range(256))  # a-z -> 1, else 0
 _M64 = (1 << 64) - 1
-_WORD = re.compile(rb"[a-z]+")  # a word: a run of folded letters (as ``_LETTER`` says)
+_ADD = np.add.reduce  # C, unlike ndarray.sum's Python wrapper
+_WORD = re.compile(rb"[a-z]+")  # a word: a run of folded letters (as ``_LETTER_BYTES`` says)
 _PY_MAX_WORDS = 48  # up to this many words, scoring in Python beats numpy's per-call overhead
 _PY_MAX_BYTES = 384
 _CACHE_MAX = 1 << 16
@@ -117,17 +117,23 @@ class InjectionClassifier:
         """Hashed unigram + bigram indices of a folded text (with repeats)."""
         if len(folded) > self.head_bytes + self.tail_bytes:
             folded = folded[: self.head_bytes] + b" " + folded[-self.tail_bytes :]
-        b = np.frombuffer(b" " + folded + b" ", dtype=np.uint8)
-        letter = _LETTER[b]
-        edges = np.flatnonzero(letter[1:] != letter[:-1])  # alternating word starts / ends, minus one
+        padded = b" " + folded + b" "
+        b = np.frombuffer(padded, dtype=np.uint8)
+        letter = np.frombuffer(padded.translate(_LETTER_BYTES), dtype=np.bool_)  # C, not a numpy gather
+        # alternating word starts / ends, minus one (array methods and ufuncs only: numpy's
+        # Python-level wrappers such as flatnonzero cost more than the work on a prompt)
+        edges = (letter[1:] != letter[:-1]).nonzero()[0]
         if edges.size < 2:
             return _EMPTY
         # uint64 array arithmetic wraps silently: a polynomial hash of each word from
         # one prefix sum, then bigrams combined from neighbouring word hashes.
-        prefix = np.cumsum(b * _POW[: b.size])
-        words = (prefix[edges[1::2]] - prefix[edges[0::2]]) * _IPOW_MIX[edges[0::2] + 1]
+        prefix = (b * _POW[: b.size]).cumsum()
+        starts = edges[0::2]
+        words = (prefix[edges[1::2]] - prefix[starts]) * _IPOW_MIX[starts + 1]
         grams = np.concatenate((words, words[:-1] * _BIGRAM + words[1:]))
-        return ((grams * _MIX) >> self._shift).astype(np.intp)
+        grams *= _MIX
+        grams >>= self._shift
+        return grams.astype(np.intp)
 
     def features(self, folded: bytes) -> dict[int, float]:
         """River features: hashed unigram + bigram counts over sqrt(number of n-grams)."""
@@ -205,7 +211,7 @@ class InjectionClassifier:
         idx = self.indices(folded)
         if idx.size == 0:
             return 0.0, 0
-        z = self.model.intercept + float(self._w[idx].sum()) / math.sqrt(idx.size)
+        z = self.model.intercept + float(_ADD(self._w[idx])) / math.sqrt(idx.size)
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))), (idx.size + 1) // 2
 
     def predict_proba_one(self, text: str) -> float:
