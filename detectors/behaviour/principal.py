@@ -36,10 +36,6 @@ _FIELDS = (
     *(field for i in range(_SLOTS) for field in ((f"model{i}", "I"), (f"model{i}_seen", "d"))),
 )
 _INIT = tuple(-math.inf if name == "alarm" else 0 if code == "I" else 0.0 for name, code in _FIELDS)
-_MEANS = slice(7, 7 + _NF)
-_SQS = slice(7 + _NF, 7 + 2 * _NF)
-_MODEL_HASHES = slice(7 + 2 * _NF, len(_FIELDS), 2)
-_MODEL_SEEN = slice(8 + 2 * _NF, len(_FIELDS), 2)
 
 _REFUSAL = re.compile(
     r"\s*(?:i'?m sorry|i am sorry|sorry, (?:but )?i can|i can(?:no|')t (?:help|assist|comply|provide)"
@@ -195,40 +191,49 @@ class PrincipalAnomalyDetector(PromptDetector):
         return None if slot < 0 else self._rows.row(slot)
 
     def check(self, event: PromptEvent) -> list[Finding]:
+        # The six features are spelled out (v0..v5, mean m0..m5, mean square q0..q5) rather than
+        # looped over: this runs for every prompt, and on Python 3.11 a comprehension per vector
+        # cost more than the arithmetic.
         now = event.timestamp.timestamp()
         rows = self._rows
         offset = self._states.slot(event.principal, now) * rows.size
-        s = rows.unpack(rows.buffer, offset)
-        n, t, rate, alarm, refuse, hsin, hcos = s[:7]
-        means, sqs = s[_MEANS], s[_SQS]
+        (n, t, rate, alarm, refuse, hsin, hcos, m0, m1, m2, m3, m4, m5, q0, q1, q2, q3, q4, q5,
+         *models) = rows.unpack(rows.buffer, offset)
         first = n == 0
         # Requests per window: an exponentially decayed count.
         rate = rate * math.exp(-(0.0 if first else max(0.0, now - t)) / self.rate_window) + 1.0
         t = now if first else max(now, t)
         # Distinct models: a few (hash, last seen) slots; the least recent slot is recycled.
-        hashes, seen = list(s[_MODEL_HASHES]), list(s[_MODEL_SEEN])
+        hashes, seen = models[::2], models[1::2]
         h = _model_hash(event.request_model)
         horizon = max(now - self.models_window, 1e-300)  # empty slots have seen 0
-        if h in hashes and seen[hashes.index(h)] > 0:
+        if h in hashes:
             i = hashes.index(h)
             seen[i] = max(now, seen[i])
-            distinct = len([x for x in seen if x >= horizon])
+            distinct = 0
         else:
-            distinct = min(len([x for x in seen if x >= horizon]) + 1, _SLOTS)
             i = seen.index(min(seen))
+            distinct = 1 if seen[i] >= horizon else 0  # the recycled slot's old model still counts
             hashes[i], seen[i] = h, max(now, 1e-9)
+        for x in seen:
+            if x >= horizon:
+                distinct += 1
+        distinct = min(distinct, _SLOTS)
         refused = 1.0 if is_refusal(event) else 0.0
         refuse = refused if first else 0.8 * refuse + 0.2 * refused
-        values = (math.log1p(rate), math.log1p(event.input_tokens), math.log1p(event.output_tokens),
-                  math.log1p(len(event.prompt)), float(distinct), refuse)
+        v0, v1, v2 = math.log1p(rate), math.log1p(event.input_tokens), math.log1p(event.output_tokens)
+        v3, v4, v5 = math.log1p(len(event.prompt)), float(distinct), refuse
         hour = (now % 86400.0) / 3600.0
         hs, hc = math.sin(_TAU * hour), math.cos(_TAU * hour)
-        zs = [(v - m) / math.sqrt(max(q - m * m, fl)) for v, m, q, fl in zip(values, means, sqs, _FLOOR2)]
         findings: list[Finding] = []
         anomalous = False
         if n >= self.warmup:
-            top = max(map(abs, zs))
-            anomalous = top >= self.min_z
+            f0, f1, f2, f3, f4, f5 = _FLOOR2
+            sqrt = math.sqrt
+            zs = ((v0 - m0) / sqrt(max(q0 - m0 * m0, f0)), (v1 - m1) / sqrt(max(q1 - m1 * m1, f1)),
+                  (v2 - m2) / sqrt(max(q2 - m2 * m2, f2)), (v3 - m3) / sqrt(max(q3 - m3 * m3, f3)),
+                  (v4 - m4) / sqrt(max(q4 - m4 * m4, f4)), (v5 - m5) / sqrt(max(q5 - m5 * m5, f5)))
+            anomalous = max(max(zs), -min(zs)) >= self.min_z
             self._seen += 1
             # Score only what the z-gate lets through (scoring walks the trees in Python) and
             # learn the population from one post-warm-up event in `learn_every`.
@@ -244,26 +249,31 @@ class PrincipalAnomalyDetector(PromptDetector):
                     score = self._hst.score_one(x)
                     if score >= self.threshold:
                         alarm = now
-                        findings.append(self._finding(event, means, values, zs, score))
+                        findings.append(self._finding(event, (m0, m1, m2, m3, m4, m5),
+                                                      (v0, v1, v2, v3, v4, v5), zs, score))
                 if learn:
                     self._hst.learn_one(x)
         # Learn the principal's baseline (slower while it looks anomalous, so a burst does not
         # instantly become its own normal).
         if first:
-            means, sqs = values, [v * v for v in values]
+            m0, m1, m2, m3, m4, m5 = v0, v1, v2, v3, v4, v5
+            q0, q1, q2, q3, q4, q5 = v0 * v0, v1 * v1, v2 * v2, v3 * v3, v4 * v4, v5 * v5
             hsin, hcos = hs, hc
         else:
             a = self.alpha / 10 if anomalous else self.alpha
             b = 1 - a
-            means = [b * m + a * v for m, v in zip(means, values)]
-            sqs = [b * q + a * v * v for q, v in zip(sqs, values)]
+            m0, m1, m2, m3, m4, m5 = (b * m0 + a * v0, b * m1 + a * v1, b * m2 + a * v2, b * m3 + a * v3,
+                                      b * m4 + a * v4, b * m5 + a * v5)
+            q0, q1, q2, q3, q4, q5 = (b * q0 + a * v0 * v0, b * q1 + a * v1 * v1, b * q2 + a * v2 * v2,
+                                      b * q3 + a * v3 * v3, b * q4 + a * v4 * v4, b * q5 + a * v5 * v5)
             hsin, hcos = b * hsin + a * hs, b * hcos + a * hc
-        models = [v for pair in zip(hashes, seen) for v in pair]
-        rows.pack(rows.buffer, offset, min(n + 1, 0xFFFFFFFF), t, rate, alarm, refuse, hsin, hcos, *means, *sqs, *models)
+        models[::2], models[1::2] = hashes, seen
+        rows.pack(rows.buffer, offset, min(n + 1, 0xFFFFFFFF), t, rate, alarm, refuse, hsin, hcos,
+                  m0, m1, m2, m3, m4, m5, q0, q1, q2, q3, q4, q5, *models)
         return findings
 
     def _finding(self, event: PromptEvent, means: tuple[float, ...], values: tuple[float, ...],
-                 zs: list[float], score: float) -> Finding:
+                 zs: tuple[float, ...], score: float) -> Finding:
         order = sorted(range(_NF), key=lambda f: -abs(zs[f]))
         evidence: list[Evidence] = []
         for f in order[:3]:
