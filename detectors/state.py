@@ -326,6 +326,13 @@ class SlotStore:
         """Entities held (expired ones count until the next sweep frees them)."""
         return self._count
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the rows, columns and index in use (the untouched preallocated rows cost no
+        memory; tracemalloc does not see rows being filled, so memory tests add this)."""
+        row = self._hashes.itemsize + self._seen.itemsize + sum(t.size for t in self._tables)
+        return self._high * row + self._index_key_array.nbytes + self._index_slot_array.nbytes
+
     # -- the index: hash -> slot, open addressing with linear probing --------------------------
     def _new_index(self, size: int) -> None:
         self._index_key_array = np.zeros(size, np.int64)

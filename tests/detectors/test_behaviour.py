@@ -181,14 +181,16 @@ def test_absolute_limit_covers_new_credentials() -> None:
 
 # -- memory per idle principal ---------------------------------------------------------------------
 def bytes_per_entity(det: Detector, make: Callable[[int, str], object], n: int = 1500, per: int = 2) -> float:
-    """Retained bytes per entity after ``per`` events each (events are freed: keys count)."""
+    """Retained bytes per entity after ``per`` events each (events are freed: keys count), plus
+    the rows filled in the detector's preallocated SlotStore columns (invisible to tracemalloc)."""
+    stores = [s for s in vars(det).values() if isinstance(s, SlotStore)]
     gc.collect()
     tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
+    before = tracemalloc.get_traced_memory()[0] + sum(s.nbytes for s in stores)
     for i in range(n * per):
         det.check(make(i, f"principal-{i % n:07d}"))  # type: ignore[arg-type]
     gc.collect()
-    after = tracemalloc.get_traced_memory()[0]
+    after = tracemalloc.get_traced_memory()[0] + sum(s.nbytes for s in stores)
     tracemalloc.stop()
     return (after - before) / n
 
@@ -206,7 +208,7 @@ def test_idle_principal_costs_less_than_1kb(factory: Callable[[], Detector], mak
     det = factory()
     # the shared HalfSpaceTrees is allocated once, before the measurement
     det.check(make(0, "warm"))
-    assert bytes_per_entity(det, make) < 1024
+    assert 40 < bytes_per_entity(det, make) < 1024
 
 
 def test_state_is_bounded_by_capacity() -> None:
