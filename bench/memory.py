@@ -9,7 +9,11 @@ in-memory Faust tables hold it). Content detectors keep no per-entity state.
 
 Each size runs in a fresh process, so ``rss_mb`` is the whole process (interpreter,
 libraries, detectors) as a worker would show it; ``bytes_per_principal`` is the growth
-over the same process before the first principal, divided by N.
+over the same process before the first principal, divided by N. The per-component split is
+the growth during each component's pass: principal anomaly and denial of wallet share one
+:class:`detectors.state.SlotStore`, whose new slots get every table's row, so the wallet's
+rows show under the principal detector (``slot_store_bytes_per_principal`` is the stores'
+own count of rows, columns and index in use).
 
 ``python -m bench.memory [--quick] [--sizes 100000,1000000] [--json-out FILE]``
 """
@@ -85,6 +89,9 @@ def measure(n: int) -> dict[str, Any]:
             entities=Entities(user_id=user, session_id=session, credential_id=cred),
             detector="bench", detector_version="1", score=0.3))
     cpu = time.process_time() - started
+    from detectors.state import SlotStore
+
+    slot_stores = {id(v): v for d in (*stateful_p, *stateful_i) for v in vars(d).values() if isinstance(v, SlotStore)}
     gc.collect()
     after = rss_mb()
     breakdown["correlation"] = round((after - last) * 2**20 / n)
@@ -99,6 +106,7 @@ def measure(n: int) -> dict[str, Any]:
         "us_per_principal": round(1e6 * cpu / n, 1),
         "findings": findings,
         "bytes_per_principal_by_component": breakdown,
+        "slot_store_bytes_per_principal": round(sum(s.nbytes for s in slot_stores.values()) / n),
     }
 
 
