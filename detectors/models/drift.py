@@ -36,15 +36,15 @@ class _Continuous:
         self.detector = detector
         # ADWIN's estimation still spans the old window when it fires; this says "now": an
         # exponentially weighted mean (fading 0.05, river's EWMean formula, kept inline: this
-        # runs for every signal of every inference event). NaN until the first value.
-        self.recent = math.nan
+        # runs for every signal of every inference event). None until the first value.
+        self.recent: float | None = None
 
     def update(self, x: float) -> bool:
         z = (x - self.mean) / self.sd
         z = self.clip if z > self.clip else max(z, -self.clip)
         self.detector.update(z)
         recent = self.recent
-        self.recent = z if recent != recent else 0.05 * z + (1 - 0.05) * recent
+        self.recent = z if recent is None else 0.05 * z + (1 - 0.05) * recent
         return bool(self.detector.drift_detected)
 
 
@@ -56,12 +56,12 @@ class _Binary:
     def __init__(self, signal: str, detector: Any) -> None:
         self.signal = signal
         self.detector = detector
-        self.recent = math.nan  # EW mean, fading 0.02 (as in _Continuous)
+        self.recent: float | None = None  # EW mean, fading 0.02 (as in _Continuous)
 
     def update(self, x: float) -> bool:
         self.detector.update(x)
         recent = self.recent
-        self.recent = x if recent != recent else 0.02 * x + (1 - 0.02) * recent
+        self.recent = x if recent is None else 0.02 * x + (1 - 0.02) * recent
         return bool(self.detector.drift_detected)
 
 
@@ -360,7 +360,7 @@ class DriftDetector(InferenceDetector):
         base = state.baseline
         assert base is not None
         if isinstance(det, _Continuous):
-            after_z = det.recent if det.recent == det.recent else 0.0
+            after_z = det.recent if det.recent is not None else 0.0
             before, after = det.mean, det.mean + det.sd * after_z
             method = type(det.detector).__name__
             if signal == "latency":
@@ -370,7 +370,7 @@ class DriftDetector(InferenceDetector):
             else:
                 text = f"{signal} baseline {before:.4f}, now {after:.4f}"
             return f"{method} {text} ({after_z:+.2f} sigma)", after_z
-        now_rate = det.recent if det.recent == det.recent else 0.0
+        now_rate = det.recent if det.recent is not None else 0.0
         if stream == "error":
             return f"ADWIN error rate baseline {base.error_rate:.4f}, now {now_rate:.4f}", now_rate - base.error_rate
         cls = stream[len("class:"):]
