@@ -48,6 +48,8 @@ QUICK_ARGS = {"latency": ["--offenders", "5", "--every", "0.5", "--timeout", "15
 #: (key, label, target text, passes(value) or None)
 ROWS: list[tuple[str, str, str, Any]] = [
     ("detect_core_eps", "detection core, events/s (1 core, CPU time)", ">= 50,000", lambda v: v >= 50_000),
+    ("detect_core_content_eps", "content detectors together (DLP + injection + response), prompts/s (1 core)",
+     ">= 20,000", lambda v: v >= 20_000),
     ("detect_core_rss_mb", "detection core, peak RSS MB", "", None),
     ("e2e_eps_1w", "end to end, 1 worker, events/s", ">= 10,000", lambda v: v >= 10_000),
     ("e2e_eps_2w", "end to end, 2 workers, events/s", ">= 1.7x 1 worker", None),

@@ -91,6 +91,14 @@ def run(*, quick: bool = False, events: int | None = None, warmup: int | None = 
         results = [det.check(e) for e in decoded_i]
         per[det.name] = _per(time.process_time() - t0, len(decoded_i), results)
 
+    # The content detectors together (issue 3's one-core target: >= 20,000 prompts/s)
+    content = [row for name, row in per.items() if name in ("content.dlp", "content.injection", "content.response")]
+    content_us = sum(row["us_per_event"] for row in content)
+    if len(content) == 3 and content_us > 0:
+        per["content together (dlp + injection + response)"] = {
+            "us_per_event": round(content_us, 2), "eps": round(1e6 / content_us), "events": content[0]["events"],
+            "findings": sum(row["findings"] for row in content)}
+
     eps = len(body) / cpu
     return {
         "detect_core_eps": round(eps),
@@ -105,6 +113,7 @@ def run(*, quick: bool = False, events: int | None = None, warmup: int | None = 
         "detect_core_rss_delta_mb": round(rss_after - rss_loaded, 1),
         "detect_core_rss_base_mb": round(rss_base, 1),
         "detect_core_target_eps": TARGET_EPS,
+        "detect_core_content_eps": round(1e6 / content_us) if len(content) == 3 and content_us > 0 else None,
         "detect_core_text": "synthetic" if synthetic_text else "sharegpt",
         "per_detector": per,
     }

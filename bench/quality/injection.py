@@ -3,6 +3,7 @@
 ``python -m bench.quality.injection``          evaluate the shipped model on the test split
 ``python -m bench.quality.injection --train``  re-train the classifier on the train split,
                                                 tune its threshold there, write model.json
+``python -m bench.quality.injection --cross-source``  also leave-one-attack-source-out
 ``python -m bench.quality.injection --throughput-only``  events/s of the content detectors
                                                 (DLP, injection, response, together) on one core
 
@@ -182,6 +183,31 @@ def train(rows: list[dict]) -> InjectionClassifier:
     return clf
 
 
+def cross_source(rows: list[dict]) -> None:
+    """Leave one attack source out: train on the train split of every other source, test on
+    all attacks of the held-out source (never seen, not even its templates' style) and on
+    the test split's real benign prompts of the other sources. The shipped threshold and
+    hyperparameters, no gate (the gate is vocabulary of the training attacks)."""
+    shipped = InjectionClassifier.load(DEFAULT_MODEL)
+    sources = sorted({r["source"].split(":")[0] for r in rows if r["label"]})
+    print("\ncross-source (leave one attack source out; rules + a classifier trained without it):")
+    print(f"  {'held-out source':<24}{'attacks':>8}{'recall':>8}{'rules only':>11}{'benign FPR':>11}")
+    for held in sources:
+        train_rows = [r for r in rows if r["source"].split(":")[0] != held and not _is_test(r["group"])]
+        idx = list(range(len(train_rows)))
+        random.Random(0).shuffle(idx)
+        clf = InjectionClassifier(threshold=shipped.threshold)
+        clf.learn_many([train_rows[i]["text"] for i in idx], [train_rows[i]["label"] for i in idx], epochs=4)
+        det, rules_only = InjectionDetector(classifier=clf), InjectionDetector(classifier=False)
+        attacks = [r for r in rows if r["label"] and r["source"].split(":")[0] == held]
+        benign = [r for r in rows if not r["label"] and _is_test(r["group"]) and r["field"] == "prompt"
+                  and r["source"].split(":")[0] in REAL_BENIGN and r["source"].split(":")[0] != held]
+        recall = sum(predict(det, attacks)) / len(attacks)
+        rules_recall = sum(predict(rules_only, attacks)) / len(attacks)
+        fpr = sum(predict(det, benign)) / max(len(benign), 1)
+        print(f"  {held:<24}{len(attacks):>8}{recall:>8.3f}{rules_recall:>11.3f}{fpr:>11.2%}")
+
+
 def throughput(texts: list[str], seconds: float = 3.0) -> dict[str, float]:
     """Events per CPU-second of each content detector alone and of the three together, over
     prompt events whose response is another text of the set."""
@@ -210,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train", action="store_true", help="retrain and write detectors/injection/model.json")
     ap.add_argument("--seconds", type=float, default=3.0, help="time per throughput measurement")
     ap.add_argument("--throughput-only", action="store_true", help="only the content detectors' throughput")
+    ap.add_argument("--cross-source", action="store_true",
+                    help="also train without each attack source in turn and test on it (a few minutes)")
     args = ap.parse_args(argv)
     rows = load()
     if args.throughput_only:
@@ -264,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     if clf is not None and clf.gate:
         passed = sum(clf.gated(normalize(t).folded) for t in benign_texts)
         print(f"\nclassifier gate: {len(clf.gate)} words; {passed / len(benign_texts):.1%} of benign test prompts reach the model")
+    if args.cross_source:
+        cross_source(rows)
     report_throughput(benign_texts, args.seconds)
 
 
