@@ -44,6 +44,7 @@ GATE_WEIGHT = 0.1  # a word enters the classifier's gate vocabulary above this w
 # benign prompts pay for scoring: on ShareGPT 45 % reach the model at 1 %, 70 % at 3 %)
 GATE_MAX_DF = (0.03, 0.01, 0.003)
 MAX_FPR = 0.01  # threshold tuning target on train (the report target is 2 %)
+EPOCHS = 8  # passes over the train split (with learning rate 1.0: the best out-of-fold recall of 2-16 / 0.25-1.0)
 
 # Filler goals for EasyJailbreak's {query} slot (written here, deliberately mild).
 _QUERIES = [
@@ -143,7 +144,7 @@ def train(rows: list[dict]) -> InjectionClassifier:
         clf = InjectionClassifier()
         idx = [i for i in range(len(train_rows)) if fold[i] != k]
         rng.shuffle(idx)
-        clf.learn_many([train_rows[i]["text"] for i in idx], [train_rows[i]["label"] for i in idx], epochs=4)
+        clf.learn_many([train_rows[i]["text"] for i in idx], [train_rows[i]["label"] for i in idx], epochs=EPOCHS)
         for i in range(len(train_rows)):
             if fold[i] == k:
                 oof[i] = clf.predict_proba_one(train_rows[i]["text"])
@@ -156,14 +157,19 @@ def train(rows: list[dict]) -> InjectionClassifier:
         if fp / max(len(benign), 1) > MAX_FPR:
             break
         best = t
+    attacks = [i for i, r in enumerate(train_rows) if r["label"]]
+    oof_recall = sum(1 for i in attacks if rule_hit[i] or oof[i] >= best + margin[i]) / max(len(attacks), 1)
+    oof_fpr = sum(1 for i in benign if rule_hit[i] or oof[i] >= best + margin[i]) / max(len(benign), 1)
+    print(f"validation (out-of-fold on the train split, rules + classifier): recall {oof_recall:.3f}, "
+          f"real-benign FPR {oof_fpr:.2%} at threshold {best:.2f}")
     clf = InjectionClassifier(threshold=best)
     idx = list(range(len(train_rows)))
     rng.shuffle(idx)
-    clf.learn_many([train_rows[i]["text"] for i in idx], [train_rows[i]["label"] for i in idx], epochs=4)
+    clf.learn_many([train_rows[i]["text"] for i in idx], [train_rows[i]["label"] for i in idx], epochs=EPOCHS)
     # gate vocabulary: train-attack words whose own weight is clearly positive
     vocab = {w.decode() for r in train_rows if r["label"] for w in normalize(r["text"]).folded.split()
              if len(w) >= 3 and w.isalpha()}
-    weight = {w: float(clf._w[clf.indices(w.encode())].sum()) for w in vocab}
+    weight = {w: clf.weights.get(w.encode(), 0.0) for w in vocab}  # the word's unigram weight
     benign_sets = [set(normalize(r["text"]).folded.split()) for r in train_rows if not r["label"]]
     df = {w: sum(1 for b in benign_sets if w.encode() in b) / max(len(benign_sets), 1) for w in vocab}
     needed = [i for i, r in enumerate(train_rows)  # train attacks only the classifier catches
@@ -197,7 +203,7 @@ def cross_source(rows: list[dict]) -> None:
         idx = list(range(len(train_rows)))
         random.Random(0).shuffle(idx)
         clf = InjectionClassifier(threshold=shipped.threshold)
-        clf.learn_many([train_rows[i]["text"] for i in idx], [train_rows[i]["label"] for i in idx], epochs=4)
+        clf.learn_many([train_rows[i]["text"] for i in idx], [train_rows[i]["label"] for i in idx], epochs=EPOCHS)
         det, rules_only = InjectionDetector(classifier=clf), InjectionDetector(classifier=False)
         attacks = [r for r in rows if r["label"] and r["source"].split(":")[0] == held]
         benign = [r for r in rows if not r["label"] and _is_test(r["group"]) and r["field"] == "prompt"
