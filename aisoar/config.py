@@ -129,6 +129,7 @@ class PlaybookSettings(_Section):
     approvals_port: int = 6067  # the approvals API and web page; 0 = a free port
     approval_ttl_s: float = 3600.0  # a pending approval nobody decides expires (audited "expired")
     check_interval_s: float = 10.0  # how often the worker expires approvals and runs due verifications
+    concurrency: int = 16  # incidents the respond stage works on at once (each incident's records stay in order)
     # TLS for that listener: PEM files kept outside the repo, like every secret. With the
     # certificate (chain) and its key set, the listener serves https only; with a client CA
     # too, it also requires a client certificate signed by that CA (mutual TLS).

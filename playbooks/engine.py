@@ -159,6 +159,8 @@ class Engine:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._verifying: set[str] = set()
         self._expiring: set[str] = set()
+        #: Idempotency keys whose "already done" replay record this process has emitted.
+        self._audited_done: set[str] = set()
 
     # ------------------------------------------------------------------ entry points
     def matching(self, incident: Incident, *, closing: bool = False) -> list[Playbook]:
@@ -319,6 +321,8 @@ class Engine:
         ctx = ActionContext(params=params, client=self.client, connections=self.connections, now=now,
                             incident=incident, credentials=self.credentials)
         job = _Job(playbook, step, step_index, incident, action, ctx, raw, mode)
+        if approved_by is None and await self._settled(job, records):
+            return None
         try:
             effect = await action.effect(ctx)
         except Exception as exc:  # noqa: BLE001 -- e.g. the credential store: dedupe per incident only
@@ -326,6 +330,31 @@ class Engine:
             effect = None
         job.effect = None if effect is None else effect_key(action.name, effect)
         return job
+
+    async def _settled(self, job: _Job, records: list[ActionRecord]) -> bool:
+        """Fast path for a revision of an incident whose step is already settled: what
+        :meth:`_dispatch` would decide from the ledger alone, without the effect lookup
+        (a credential-store read), the lock or a write-ahead flush. Every incident update
+        lands here (the worker re-sends an incident per finding). Settled states are final
+        (``done``, ``planned``, a human's ``pending_approval`` / ``denied``), so reading
+        them outside the lock is safe. The "already done" audit record is emitted once per
+        key per process (same record id: a replay after a restart re-emits it once), not
+        once per revision."""
+        if self.policy.kill_switch:
+            return False
+        entry = self.ledger.get(job.key)
+        if entry is None:
+            return False
+        if job.mode == "observe":
+            return entry.state in ("planned", "done")
+        if entry.state in ("pending_approval", "denied"):
+            return True
+        if entry.state != "done":
+            return False
+        if job.key not in self._audited_done:
+            self._audited_done.add(job.key)
+            records.append(await self._record(job, "skipped", reason="already done (idempotency key)"))
+        return True
 
     async def _dispatch(self, job: _Job, now: datetime, approved_by: str | None, records: list[ActionRecord]) -> None:
         action, policy = job.action, self.policy

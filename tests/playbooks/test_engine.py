@@ -154,6 +154,24 @@ async def test_same_incident_twice_acts_once():
     assert len(w.calls("/revocation")) == 1
 
 
+async def test_revisions_of_a_done_incident_are_cheap_and_audited_once():
+    """Every finding re-sends the incident: a settled step reads only the ledger (no
+    credential lookup) and its "already done" record is emitted once, not per revision."""
+    w = World()
+    await w.engine.handle_incident(incident(), NOW)
+    lookups = []
+    tokens = w.creds.tokens
+
+    async def counting(credential_id):
+        lookups.append(credential_id)
+        return await tokens(credential_id)
+
+    w.creds.tokens = counting
+    replays = [await w.engine.handle_incident(incident(revision=r), NOW) for r in range(2, 12)]
+    assert [[r.status for r in records] for records in replays] == [["skipped"]] + [[]] * 9
+    assert lookups == [] and len(w.calls("/revocation")) == 1
+
+
 async def test_idempotency_survives_a_restart_with_the_same_store():
     store: dict[str, bytes] = {}
     w = World(ledger_store=store)
