@@ -15,6 +15,9 @@ producer:
 * MTTC = until RFC 7662 introspection of its token at oidc-provider says ``active: false``
   (polled every 100 ms): the leaked-credential playbook revoked it (RFC 7009).
 
+``hops_ms``: where MTTC went, per stage (:func:`_hops`), from the Kafka timestamps of the
+first record naming the offending event on each topic after the run.
+
 ``python -m bench.latency [--quick] [--rates 1000,5000] [--offenders M] [--stack-file F]``
 """
 
@@ -174,7 +177,60 @@ async def _phase(settings: Any, oidc: dict[str, Any], vault: Path, tag: str, rat
         "mttd_max_ms": _finite_one(max(mttd, default=None)), "mttc_max_ms": _finite_one(max(mttc, default=None)),
         "timeout_ms": 1000 * timeout,
         "seconds": round(elapsed, 1), "load_avg": [load0, load_avg()],
+        "hops_ms": await _hops(settings, plan, produced_at, revoked_at),
     }
+
+
+#: The hops of an offending event on its way to containment, each ending at the Kafka
+#: CreateTime of the first record of the next topic that names it (``{findings}`` ... ).
+_HOPS = (("detect", "{findings}"), ("fan_out", "{findings}.by-key"), ("correlate", "{incidents}"),
+         ("respond", "{actions}"))
+
+
+async def _hops(settings: Any, plan: list[tuple[str, str, bytes]], produced_at: dict[str, float],
+                revoked_at: dict[str, float]) -> dict[str, dict[str, float | None]]:
+    """Where the time of each offending event went: per hop, ms from the previous topic's
+    record naming it (its credential or event id) to the first record of the next; ``act``
+    = first audit record → introspection inactive. Read back from the run's own topics."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.produce import kafka_client_options
+
+    t = settings.topics
+    names = [fmt.format(findings=t.findings, incidents=t.incidents, actions=t.actions) for _, fmt in _HOPS]
+    needles = {eid: (f'"{cred}"'.encode(), f'"{eid}"'.encode()) for cred, eid, _ in plan}
+    first: dict[tuple[str, str], float] = {}
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        tps = [TopicPartition(name, p) for name in names for p in range(t.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while await behind():
+            for tp, records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).items():
+                for record in records:
+                    for eid, (cred, event) in needles.items():
+                        if record.value and (cred in record.value or event in record.value):
+                            key = (eid, tp.topic)
+                            first[key] = min(first.get(key, float("inf")), record.timestamp / 1000)
+    finally:
+        await consumer.stop()
+    out: dict[str, dict[str, float | None]] = {}
+    for i, (hop, _) in enumerate(_HOPS):
+        spans = []
+        for eid, at in produced_at.items():
+            start = at if i == 0 else first.get((eid, names[i - 1]))
+            end = first.get((eid, names[i]))
+            if start is not None and end is not None:
+                spans.append(1000 * (end - start))
+        out[hop] = percentiles(spans)
+    out["act"] = percentiles([1000 * (revoked_at[e] - first[(e, names[-1])]) for e in revoked_at
+                              if (e, names[-1]) in first])
+    return out
 
 
 def _finite_one(v: float | None) -> float | None:
