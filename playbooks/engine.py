@@ -115,6 +115,7 @@ class _Job:
         self.key = idempotency_key(incident.id, action.name, self.target)
         self.action_id = action_id_for(self.key)
         self.effect: str | None = None  # effect_key(...), set by _prepare for side effects
+        self.took_revocation = False  # took a token of the revocation bucket (given back if nothing was revoked)
 
 
 class Engine:
@@ -412,6 +413,7 @@ class Engine:
                 await self._ask_approval(job, now, f"revocation rate limit "
                                          f"({policy.max_revocations_per_minute:g}/min) reached", records)
                 return
+            job.took_revocation = True
         # 5. checks + run with retries through the endpoint's breaker
         await self._run(job, now, approved_by, records)
 
@@ -441,6 +443,9 @@ class Engine:
                 duration = (self.monotonic() - started) * 1000
             except ActionCheckFailed as exc:
                 breaker.success()  # the target answered; it is the situation that refuses
+                if job.took_revocation:  # nothing was revoked: the blast-radius budget is not spent
+                    self.revocations.give_back()
+                    job.took_revocation = False
                 self._put(job, "skipped", now, actor=actor, attempts=attempt)
                 self._put_effect(job, "skipped", now)
                 records.append(await self._record(job, "skipped", actor=actor, attempt=attempt, request=request,

@@ -31,3 +31,7 @@ class TokenBucket:
             self._tokens -= n
             return True
         return False
+
+    def give_back(self, n: float = 1.0) -> None:
+        """Return tokens taken for an action that then did nothing (a pre-flight check refused)."""
+        self._tokens = min(self.burst, self._tokens + n)

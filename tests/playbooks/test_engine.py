@@ -200,6 +200,16 @@ async def test_pending_entry_after_crash_is_rechecked_at_the_target():
     assert len(w2.calls("/revocation")) == 1
 
 
+async def test_a_refused_revocation_does_not_spend_the_rate_limit():
+    """A credential with no known tokens is refused by the pre-flight check: nothing was
+    revoked, so the blast-radius budget stays for the next real leak."""
+    w = World(policy=Policy(max_revocations_per_minute=1))
+    await w.engine.handle_incident(incident(id="inc-unknown", entities=Entities(credential_id="cred-none")), NOW)
+    assert "skipped" in w.statuses() and w.calls("/revocation") == []
+    await w.engine.handle_incident(incident(), NOW)
+    assert w.records[-1].status == "succeeded" and len(w.calls("/revocation")) == 1
+
+
 async def test_rate_limit_sends_excess_revocations_to_a_human():
     w = World(policy=Policy(max_revocations_per_minute=2))
     for i in range(3):
