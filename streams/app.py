@@ -10,8 +10,13 @@ import os
 import platform
 import socket
 import ssl
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import aiokafka
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from aisoar.config import Settings, load_settings, read_secret
 from aisoar.logs import logging_config
@@ -55,9 +60,54 @@ class Worker(faust.Worker):
         }})
 
 
+async def seek_to_committed_or_beginning(consumer: aiokafka.AIOKafkaConsumer,
+                                         keep: Callable[[Any], bool]) -> Mapping[Any, Any]:
+    """aiokafka's ``seek_to_committed``, plus: a partition with no committed offset (or 0)
+    goes back to its beginning, unless ``keep(tp)``.
+
+    Faust drops records it fetched while a rebalance or recovery held the flow (and
+    records of partitions not yet resumed) and relies on this seek to read them again.
+    aiokafka seeks only to a committed offset > 0, so on a partition nothing was ever
+    committed on the position stayed after the dropped records: a restarted worker never
+    saw an incident that was first on its partition and in flight when the previous
+    worker died (no commit yet), and its playbook stayed half done."""
+    committed = await consumer.seek_to_committed()
+    rewind = [tp for tp, offset in committed.items() if not offset and not keep(tp)]
+    if rewind:
+        assignment = consumer._subscription.subscription.assignment  # private: only for the log line
+        ahead = {f"{tp.topic}/{tp.partition}": state.position for tp in rewind
+                 if (state := assignment.state_value(tp)) is not None and state.has_valid_position and state.position}
+        if ahead:
+            logging.getLogger(__name__).info("rewinding partitions with no committed offset to their beginning "
+                                             "(positions were %s)", ahead)
+        await consumer.seek_to_beginning(*rewind)
+    return committed
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        # Changelog partitions keep Faust's own positioning (recovery reads them explicitly).
+        return await self.call_thread(seek_to_committed_or_beginning, self._ensure_consumer(),
+                                      self.consumer._is_changelog_tp)
+
+
+class Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer = Consumer
+
+
+class App(faust.App):
+    def _new_transport(self) -> faust_aiokafka.Transport:
+        return Transport(self.conf.broker_consumer, self)
+
+
 def create_app(settings: Settings) -> faust.App:
     brokers = [f"kafka://{host.strip()}" for host in settings.kafka.bootstrap_servers.split(",")]
-    return faust.App(
+    return App(
         settings.worker.id,
         broker=brokers,
         broker_credentials=_credentials(settings),
