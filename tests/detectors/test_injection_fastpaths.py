@@ -112,7 +112,9 @@ def test_feedback_moves_the_score_of_that_text(text: str) -> None:
         clf.learn_one(text, True)
     raised = clf.predict_proba_one(text)
     assert raised > before + 0.05 and raised >= clf.threshold
-    for _ in range(10):
+    # the shipped threshold is low (0.05: tuned with ShareGPT negatives), and log-loss steps shrink
+    # near 0, so clearing a text takes ~20 corrections (10 with the 0.47 threshold before)
+    for _ in range(25):
         clf.learn_one(text, False)
     assert clf.predict_proba_one(text) < min(raised, clf.threshold)
 
