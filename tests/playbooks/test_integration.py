@@ -284,15 +284,21 @@ async def test_observe_mode_changes_nothing_on_real_servers(client, servers, con
     assert await _active(client, oidc, token)
 
 
+async def _leaked_credential(client, oidc) -> tuple[str, str, InMemoryCredentialStore]:
+    """A live token minted at the identity server, in a vault under a fresh credential id."""
+    token = await _mint(client, oidc)
+    creds = InMemoryCredentialStore()
+    cred = f"cred-{uuid.uuid4().hex[:6]}"
+    creds.register(cred, token)
+    return token, cred, creds
+
+
 async def test_two_incidents_about_one_leaked_token_revoke_it_once(client, transport, servers, connections):
     """A session-keyed and a principal-keyed incident for the same leaked token: the identity
     server receives one revocation; the second incident is audited as already done, with a
     reference to the first, also after a restart."""
     oidc = servers["oidc"]
-    token = await _mint(client, oidc)
-    creds = InMemoryCredentialStore()
-    cred = f"cred-{uuid.uuid4().hex[:6]}"
-    creds.register(cred, token)
+    token, cred, creds = await _leaked_credential(client, oidc)
     store: dict[str, bytes] = {}
     records: list = []
     by_session = _incident(correlation_key=f"session:s-{cred}", entities=Entities(credential_id=cred, session_id="s"))
@@ -323,10 +329,7 @@ async def test_restart_mid_revocation_never_revokes_twice(client, transport, ser
     """The worker died after the revocation reached the identity server, before "done" was
     written: the restarted engine finds "pending", introspects, and sends nothing again."""
     oidc = servers["oidc"]
-    token = await _mint(client, oidc)
-    creds = InMemoryCredentialStore()
-    cred = f"cred-{uuid.uuid4().hex[:6]}"
-    creds.register(cred, token)
+    token, cred, creds = await _leaked_credential(client, oidc)
     store: dict[str, bytes] = {}
     incident = _incident(entities=Entities(credential_id=cred))
     await _engine(client, connections, creds, store=store).handle_incident(incident)
