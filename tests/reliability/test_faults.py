@@ -91,7 +91,8 @@ def assert_accounted(settings: Any, planted: set[str], bad: set[bytes]) -> dict[
     count = run(wait_for_count(settings, "finding", secret, len(planted), timeout=600, quiet=8))
     docs = run(search_index(settings, "finding", secret))
     ids = Counter((d["aisoar"]["event"]["id"], d["rule"]["id"]) for d in docs)
-    assert count == len(docs) == len(ids) == len(planted), (count, len(docs), len(ids), len(planted))
+    if not count == len(docs) == len(ids) == len(planted):
+        raise AssertionError(f"{(count, len(docs), len(ids), len(planted))}: {where_lost(settings, planted, ids)}")
     assert {event_id for event_id, _ in ids} == planted
     # Topics: at-least-once processing means a crash replays records, so a record may appear
     # twice there; what analysts and playbooks see may not (checked below).
@@ -124,6 +125,23 @@ def assert_accounted(settings: Any, planted: set[str], bad: set[bytes]) -> dict[
         if incident["finding_count"] <= 50:
             assert incident["finding_count"] == len(set(incident["finding_ids"])), incident
     return {"findings": findings, "incidents": incidents}
+
+
+def where_lost(settings: Any, planted: set[str], indexed: Counter[tuple[str, str]]) -> str:
+    """For a failed accounting: which planted events have no indexed finding, and how far
+    each got (in the input topic? a finding on the findings topic? at which offsets?)."""
+    missing = planted - {event_id for event_id, _ in indexed}
+    if not missing:
+        return "no planted event is missing (duplicates or extras)"
+    inputs = {json.loads(m.value).get("event.id"): (m.partition, m.offset)
+              for m in run(read_topic(settings, settings.topics.prompts, timeout=30)) if m.value.startswith(b"{")}
+    found: dict[str, list[tuple[int, int]]] = {}
+    for m in run(read_topic(settings, settings.topics.findings, timeout=30)):
+        event_id = json.loads(m.value).get("event_id") or ""
+        if event_id in missing:
+            found.setdefault(event_id, []).append((m.partition, m.offset))
+    return "; ".join(f"{e}: input partition/offset {inputs.get(e)}, findings topic {found.get(e, 'NONE')}"
+                     for e in sorted(missing)[:10])
 
 
 # ---------------------------------------------------------------------- (a) SIGKILL
@@ -247,7 +265,10 @@ def test_identity_server_failing(stack, worker_env, start_worker, tmp_path: Path
     # A stack file with Kafka and OpenSearch only: the stack's own oidc/alertmanager would
     # otherwise override the fake targets (apply_stack_state wins over AISOAR_* variables).
     env = _private_env(stack, tmp_path, worker_env, only=("kafka", "opensearch"))
-    worker = start_worker(**env, AISOAR_IDENTITY__ISSUER_URL=identity.url,
+    # One incident at a time (playbooks.concurrency=1): the first revocation's whole retry
+    # schedule is then observable before the breaker opens. With concurrent incidents the
+    # first attempts of five tokens may open it before any token is retried at all.
+    worker = start_worker(**env, AISOAR_PLAYBOOKS__CONCURRENCY="1", AISOAR_IDENTITY__ISSUER_URL=identity.url,
                           AISOAR_IDENTITY__CLIENT_ID="aisoar", AISOAR_IDENTITY__CLIENT_SECRET="test-only-secret",
                           AISOAR_ONCALL__ALERTMANAGER_URL=alertmanager.url, AISOAR_CREDENTIAL_VAULT=str(vault))
     assert worker.settings.identity.issuer_url == identity.url
@@ -277,7 +298,7 @@ def test_identity_server_failing(stack, worker_env, start_worker, tmp_path: Path
         # Retries with exponential backoff: the first revocation was tried 4 times, at least
         # 0.2, 0.4, 0.8 s apart (policy backoff_s doubling; a busy machine only adds to them,
         # so lower bounds, not ratios). With the slow server the 10 s timeout dominates.
-        # Independent incidents are handled concurrently, so group the attempts by token.
+        # Attempts are grouped by token all the same, so the check reads one revocation's schedule.
         by_token: dict[str, list[float]] = {}
         for t, method, token in identity.handler.tokens:
             if method == "POST" and token:
