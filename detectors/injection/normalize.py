@@ -29,6 +29,7 @@ import functools
 import re
 import unicodedata
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -203,6 +204,13 @@ class Payload:
 
 
 _B64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+# ``_B64`` runs over a class image of the text instead (a base64 character -> "a", "=" stays,
+# anything else -> " "; ``encode("ascii", "replace")`` keeps one byte per character): the
+# literal 16-"a" prefix lets ``re`` skip ahead with a substring search, where the character
+# class made it try every position (~35 ns per character of long code-heavy prompts, 3x slower)
+_B64_CLASS = bytes(0x61 if chr(b) in "+/_-" or (b < 0x80 and chr(b).isalnum()) else 0x3D if b == 0x3D else 0x20
+                   for b in range(256))
+_B64_RUN = re.compile(b"a" * 16 + rb"a*={0,2}")  # spelt out: ``re`` finds no literal prefix in a{16}
 _HEX = re.compile(r"(?:\\x[0-9a-fA-F]{2}){8,}|[0-9a-fA-F]{24,}|(?:[0-9a-fA-F]{2}[ :]){8,}[0-9a-fA-F]{2}")
 _URL = re.compile(r"(?:%[0-9a-fA-F]{2}[^%\s]{0,3}){4,}")
 _ROT_HINT = re.compile(r"rot[ -]?13|caesar", re.IGNORECASE)
@@ -262,14 +270,18 @@ def decode_payloads(
         # ``kinds`` (from :func:`sniff`) says which decoders can find anything at depth 1
         present = kinds if (kinds is not None and depth == 1) else sniff(source.encode("utf-8", "surrogatepass"))
         found: list[Payload] = []
-        for regex, kind, decode in ((_B64, "base64", _decode_b64), (_HEX, "hex", _decode_hex)):
+        for kind, decode in (("base64", _decode_b64), ("hex", _decode_hex)):
             if kind not in present:
                 continue
-            for m in regex.finditer(source):
+            runs: Iterator[re.Match[bytes]] | Iterator[re.Match[str]] = (
+                _B64_RUN.finditer(source.encode("ascii", "replace").translate(_B64_CLASS)) if kind == "base64"
+                else _HEX.finditer(source))
+            for m in runs:
                 if len(out) + len(found) >= max_payloads or budget[0] <= 0:
                     break
-                decoded = decode(m.group())
-                if decoded is not None and (kind != "base64" or not _HEX.fullmatch(m.group())):
+                run = source[m.start() : m.end()]
+                decoded = decode(run)
+                if decoded is not None and (kind != "base64" or not _HEX.fullmatch(run)):
                     decoded = decoded[: budget[0]]
                     budget[0] -= len(decoded)
                     found.append(Payload(kind, base + m.start(), base + m.end(), decoded, depth, via))
