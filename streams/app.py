@@ -17,9 +17,11 @@ import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode import Service
 
 from aisoar.config import Settings, load_settings, read_secret
 from aisoar.logs import logging_config
+from streams.offsets import SafeCommits
 
 __all__ = ["app", "settings"]
 
@@ -60,8 +62,8 @@ class Worker(faust.Worker):
         }})
 
 
-async def seek_to_committed_or_beginning(consumer: aiokafka.AIOKafkaConsumer,
-                                         keep: Callable[[Any], bool]) -> Mapping[Any, Any]:
+async def seek_to_committed_or_beginning(consumer: aiokafka.AIOKafkaConsumer, keep: Callable[[Any], bool],
+                                         starts: dict[Any, int] | None = None) -> Mapping[Any, Any]:
     """aiokafka's ``seek_to_committed``, plus: a partition with no committed offset (or 0)
     goes back to its beginning, unless ``keep(tp)``.
 
@@ -70,7 +72,10 @@ async def seek_to_committed_or_beginning(consumer: aiokafka.AIOKafkaConsumer,
     aiokafka seeks only to a committed offset > 0, so on a partition nothing was ever
     committed on the position stayed after the dropped records: a restarted worker never
     saw an incident that was first on its partition and in flight when the previous
-    worker died (no commit yet), and its playbook stayed half done."""
+    worker died (no commit yet), and its playbook stayed half done.
+
+    ``starts`` receives the first offset of each partition sought to its beginning: the
+    offset its first commit must not pass (streams/offsets.py)."""
     committed = await consumer.seek_to_committed()
     rewind = [tp for tp, offset in committed.items() if not offset and not keep(tp)]
     if rewind:
@@ -81,6 +86,8 @@ async def seek_to_committed_or_beginning(consumer: aiokafka.AIOKafkaConsumer,
             logging.getLogger(__name__).info("rewinding partitions with no committed offset to their beginning "
                                              "(positions were %s)", ahead)
         await consumer.seek_to_beginning(*rewind)
+        if starts is not None:
+            starts.update(await consumer.beginning_offsets(rewind))
     return committed
 
 
@@ -88,12 +95,23 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def seek_to_committed(self) -> Mapping[TP, int]:
         # Changelog partitions keep Faust's own positioning (recovery reads them explicitly).
         return await self.call_thread(seek_to_committed_or_beginning, self._ensure_consumer(),
-                                      self.consumer._is_changelog_tp)
+                                      self.consumer._is_changelog_tp,
+                                      self.consumer.log_starts)  # type: ignore[attr-defined]
 
 
-class Consumer(faust_aiokafka.Consumer):
+class Consumer(SafeCommits, faust_aiokafka.Consumer):
+    """Faust's consumer, with the commit rules of :mod:`streams.offsets`."""
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    @Service.task
+    async def _reread_stalled_partitions(self) -> None:
+        async for _ in self.itertimer(self.check_interval_s, name="reread-stalled"):
+            try:
+                await self.reread_stalled()
+            except Exception:
+                logging.getLogger(__name__).exception("re-reading stalled partitions failed")
 
 
 class Transport(faust_aiokafka.Transport):
@@ -101,13 +119,17 @@ class Transport(faust_aiokafka.Transport):
 
 
 class App(faust.App):
+    #: Topics other producers write (maybe in transactions, whose markers leave offsets
+    #: without a record): their commits keep Faust's tolerance of a one-offset hole.
+    external_topics: frozenset[str] = frozenset()
+
     def _new_transport(self) -> faust_aiokafka.Transport:
         return Transport(self.conf.broker_consumer, self)
 
 
 def create_app(settings: Settings) -> faust.App:
     brokers = [f"kafka://{host.strip()}" for host in settings.kafka.bootstrap_servers.split(",")]
-    return App(
+    app = App(
         settings.worker.id,
         broker=brokers,
         broker_credentials=_credentials(settings),
@@ -132,6 +154,8 @@ def create_app(settings: Settings) -> faust.App:
         Worker=Worker,
         **({"logging_config": logging_config()} if settings.worker.log_format == "json" else {}),
     )
+    app.external_topics = frozenset({settings.topics.security})
+    return app
 
 
 settings = load_settings()

@@ -1,0 +1,194 @@
+"""What the worker's Faust consumer may commit, and the re-read of records it dropped.
+
+At-least-once rests on one rule: the committed offset of a partition never passes a
+record that no agent has finished. faust-streaming 0.15 breaks it in three ways, all
+fixed here by :class:`SafeCommits`, mixed into the worker's consumer (streams/app.py):
+
+1. **Commit over a hole at the head** (faust-streaming#606). Faust commits the run of
+   acknowledged offsets that follows the committed one, and tolerates a hole of one
+   offset at its head (meant for transaction markers). When the record at the committed
+   offset is still being processed, or was dropped, and the next ones are done, it
+   commits past it: a crash then loses it. Here, on the worker's own topics (written
+   without transactions, so every offset is a record) any hole at the head holds the
+   commit back; on topics other producers write, the commit is at least capped below
+   the oldest record a stream still holds (``_unacked_messages``).
+
+2. **No head at all before the first commit.** Faust checks the head only against a
+   committed offset, and takes 0 for none: on a partition never committed it commits
+   whatever run it acknowledged first. Seen in a SIGKILL test: offsets 0 and 1 of a
+   findings partition dropped, 2.. acknowledged and committed, two findings never
+   indexed. Here such a partition's head is its first offset, which the seek to its
+   beginning records (``log_starts``; streams/app.py).
+
+3. **A record dropped during recovery blocks the partition for good**
+   (faust-streaming#596). Records fetched while a rebalance or the table recovery holds
+   the flow are dropped, and Faust seeks back to the committed offset to read them
+   again; a race lets some be dropped after that seek. Later records are processed and
+   acknowledged, the hole at the head is never filled, and the partition's commits stop
+   (seen once in CI: a findings partition stuck 10 minutes, one finding never indexed).
+   Here a hole that nothing in the process holds any more, and that stays for
+   ``grace_s``, is re-read by seeking the partition back to its committed offset.
+   Records after the hole are processed a second time: downstream dedupes them
+   (deterministic finding ids, correlation source stamps, document ``_id``, the
+   playbook ledger), as after any crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, MutableSequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
+
+__all__ = ["HeadHole", "SafeCommits", "head_hole", "in_flight_floor"]
+
+log = logging.getLogger(__name__)
+
+STALL_REPAIRS = Counter("aisoar_stream_partition_rereads_total",
+                        "Partitions sought back to their committed offset to re-read dropped records", ["topic"])
+
+
+def in_flight_floor(messages: Iterable[Any], tp: Any, committed: int | None) -> int | None:
+    """The lowest offset of ``tp`` a stream still holds unfinished, or ``None``.
+
+    ``messages`` are Faust's tracked messages; one already acknowledged (a replay of a
+    committed record, say) holds nothing back."""
+    floor: int | None = None
+    for message in messages:
+        if message.tp != tp or message.acked:
+            continue
+        offset = message.offset
+        if committed is not None and offset < committed:
+            continue
+        if floor is None or offset < floor:
+            floor = offset
+    return floor
+
+
+@dataclass(frozen=True)
+class HeadHole:
+    """Offsets ``[start, end)`` of a partition: after its committed offset, before its
+    first acknowledged one, neither acknowledged nor held by any stream."""
+
+    start: int
+    end: int
+
+
+def head_hole(committed: int | None, acked: MutableSequence[int], gaps: Any, floor: int | None) -> HeadHole | None:
+    """The hole blocking a partition's commits, if nothing in the process can fill it.
+
+    ``gaps`` is Faust's interval tree of offsets known to have no record (transaction
+    markers, compaction); offsets it covers are not missing."""
+    if committed is None or not acked:
+        return None
+    head = min(acked)
+    if head <= committed:
+        return None
+    if floor is not None and floor < head:
+        return None  # a stream still has it: slow, not lost
+    missing = head - committed
+    if gaps:
+        for interval in gaps.overlap(committed, head):
+            missing -= min(interval.end, head) - max(interval.begin, committed)
+    return HeadHole(committed, head) if missing > 0 else None
+
+
+class SafeCommits:
+    """Mixin for a ``faust.transport.consumer.Consumer`` (see the module docstring)."""
+
+    #: Seconds a hole must persist before the partition is re-read (a record between
+    #: the fetch and its delivery to a stream is briefly in no stream).
+    grace_s: float = 10.0
+    #: Re-reads of one hole (one committed offset) before giving up and saying so: a
+    #: hole that re-reading never fills is not a dropped record.
+    max_rereads: int = 3
+    check_interval_s: float = 2.0
+
+    # Faust's bookkeeping, read here: offsets acknowledged per partition, the committed
+    # offset per partition, the messages streams still hold (a WeakSet), offsets without
+    # a record (an interval tree per partition).
+    _acked: Any
+    _committed_offset: Any
+    _unacked_messages: Any
+    _gap: Any
+
+    @property
+    def log_starts(self) -> dict[Any, int]:
+        """First offset of each partition that had no commit when it was assigned."""
+        return self.__dict__.setdefault("_log_starts", {})  # type: ignore[no-any-return]
+
+    def head_of(self, tp: Any) -> int | None:
+        """The offset the next commit of ``tp`` must start from, if known."""
+        return self._committed_offset.get(tp) or self.log_starts.get(tp)
+
+    def _strict(self, tp: Any) -> bool:
+        app = self.app  # type: ignore[attr-defined]
+        if app.conf.processing_guarantee.value == "exactly_once":
+            return False  # transactions: markers take offsets
+        return tp.topic not in getattr(app, "external_topics", ())
+
+    def _new_offset(self, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        head = self.head_of(tp)
+        floor = in_flight_floor(self._unacked_messages, tp, head)
+        if head is not None and self._strict(tp) and head_hole(head, acked, self._gap.get(tp), None) is not None:
+            return None  # the head is still processing, or was dropped: reread_stalled fills it
+        if floor is None or max(acked) < floor:
+            return super()._new_offset(tp)  # type: ignore[misc, no-any-return]
+        # Hide the offsets at and after the oldest unfinished record from Faust's run.
+        later = [offset for offset in acked if offset >= floor]
+        acked[:] = [offset for offset in acked if offset < floor]
+        try:
+            return super()._new_offset(tp)  # type: ignore[misc, no-any-return]
+        finally:
+            acked.extend(later)
+            acked.sort()
+
+    def stalled_partitions(self) -> dict[Any, HeadHole]:
+        """Partitions whose commits a hole blocks right now."""
+        messages = list(self._unacked_messages)
+        holes = {}
+        for tp, acked in list(self._acked.items()):
+            head = self.head_of(tp)
+            hole = head_hole(head, acked, self._gap.get(tp), in_flight_floor(messages, tp, head))
+            if hole is not None:
+                holes[tp] = hole
+        return holes
+
+    async def reread_stalled(self, now: float | None = None) -> list[Any]:
+        """Seek each assigned partition whose hole persisted ``grace_s`` back to its
+        committed offset; returns the partitions sought. Called every ``check_interval_s``."""
+        if self.app.rebalancing or not self.flow_active:  # type: ignore[attr-defined]
+            return []  # Faust seeks every partition back itself when the flow resumes
+        now = time.monotonic() if now is None else now
+        seen: dict[Any, tuple[HeadHole, float, int]] = self.__dict__.setdefault("_holes_seen", {})
+        assigned = self.assignment()  # type: ignore[attr-defined]
+        holes = {tp: hole for tp, hole in self.stalled_partitions().items() if tp in assigned}
+        for tp in [tp for tp in seen if tp not in holes or seen[tp][0].start != holes[tp].start]:
+            del seen[tp]  # filled, or the partition moved on
+        sought = []
+        for tp, hole in holes.items():
+            _, since, rereads = seen.get(tp, (hole, now, 0))
+            seen[tp] = (hole, since, rereads)
+            if now - since < self.grace_s * (rereads + 1):
+                continue
+            if rereads >= self.max_rereads:
+                if rereads == self.max_rereads:
+                    log.error("partition %s/%s: offsets %d..%d still missing after %d re-reads; commits on it "
+                              "stay blocked until the worker restarts", tp.topic, tp.partition, hole.start,
+                              hole.end - 1, rereads)
+                    seen[tp] = (hole, since, rereads + 1)
+                continue
+            log.warning("partition %s/%s: offsets %d..%d were dropped before reaching an agent and block its "
+                        "commits; re-reading it from offset %d", tp.topic, tp.partition, hole.start,
+                        hole.end - 1, hole.start)
+            await self.seek(tp, hole.start)  # type: ignore[attr-defined]
+            STALL_REPAIRS.labels(tp.topic).inc()
+            seen[tp] = (hole, since, rereads + 1)
+            sought.append(tp)
+        return sought
