@@ -184,6 +184,15 @@ class SafeCommits:
                               hole.end - 1, rereads)
                     seen[tp] = (hole, since, rereads + 1)
                 continue
+            first = (await self.earliest_offsets(tp)).get(tp)  # type: ignore[attr-defined]
+            if first is not None and first > hole.start:
+                # Retention deleted them while no worker ran: nothing to re-read, say so.
+                log.error("partition %s/%s: offsets %d..%d were deleted by retention before any worker "
+                          "processed them; they are lost and commits go on from offset %d", tp.topic,
+                          tp.partition, hole.start, first - 1, first)
+                self._gap[tp].addi(hole.start, first)
+                del seen[tp]
+                continue
             log.warning("partition %s/%s: offsets %d..%d were dropped before reaching an agent and block its "
                         "commits; re-reading it from offset %d", tp.topic, tp.partition, hole.start,
                         hole.end - 1, hole.start)

@@ -149,6 +149,10 @@ def test_head_hole() -> None:
 class _Recorder:
     def __init__(self) -> None:
         self.seeks: list[tuple[TP, int]] = []
+        self.first_offset = 0
+
+    async def earliest_offsets(self, *partitions: TP) -> dict[TP, int]:
+        return dict.fromkeys(partitions, self.first_offset)
 
     async def seek(self, tp: TP, offset: int) -> None:
         self.seeks.append((tp, offset))
@@ -158,7 +162,8 @@ class _Recorder:
 def stalled(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, _Recorder]:
     """Offsets 43-44 dropped, 45-47 acknowledged: Faust's commits on TOPIC stop for good."""
     recorder = _Recorder()
-    monkeypatch.setattr(consumer, "seek", recorder.seek)  # stands in for the broker seek
+    monkeypatch.setattr(consumer, "seek", recorder.seek)  # these two stand in for the broker
+    monkeypatch.setattr(consumer, "earliest_offsets", recorder.earliest_offsets)
     monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC})
     monkeypatch.setattr(type(consumer.app), "rebalancing", property(lambda self: False), raising=False)
     consumer.flow_active = True
@@ -211,3 +216,17 @@ async def test_nothing_is_re_read_during_a_rebalance(stalled: tuple[Any, _Record
     for second in range(0, 100, 5):
         assert await consumer.reread_stalled(now=float(second)) == []
     assert recorder.seeks == []
+
+
+async def test_records_deleted_by_retention_are_reported_lost_not_re_read(stalled: tuple[Any, _Recorder],
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The worker was down longer than the topic's retention: 43-44 no longer exist."""
+    consumer, recorder = stalled
+    recorder.first_offset = 45
+    with caplog.at_level(logging.WARNING, logger="streams.offsets"):
+        for second in range(0, 60, 5):
+            await consumer.reread_stalled(now=float(second))
+    assert recorder.seeks == []
+    assert "offsets 43..44 were deleted by retention" in caplog.text
+    assert consumer.stalled_partitions() == {}
+    assert consumer._new_offset(TOPIC) == 48
