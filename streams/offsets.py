@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, MutableSequence
+from collections.abc import Callable, Iterable, Mapping, MutableSequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
 
-__all__ = ["HeadHole", "SafeCommits", "head_hole", "in_flight_floor"]
+__all__ = ["HeadHole", "SafeCommits", "head_hole", "in_flight_floors"]
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +51,23 @@ STALL_REPAIRS = Counter("aisoar_stream_partition_rereads_total",
                         "Partitions sought back to their committed offset to re-read dropped records", ["topic"])
 
 
-def in_flight_floor(messages: Iterable[Any], tp: Any, committed: int | None) -> int | None:
-    """The lowest offset of ``tp`` a stream still holds unfinished, or ``None``.
+def in_flight_floors(messages: Iterable[Any], head_of: Callable[[Any], int | None]) -> dict[Any, int]:
+    """The lowest offset per partition that a stream still holds unfinished, in one pass.
 
-    ``messages`` are Faust's tracked messages; one already acknowledged (a replay of a
-    committed record, say) holds nothing back."""
-    floor: int | None = None
+    ``messages`` are Faust's tracked messages; one already acknowledged, or below its
+    partition's head ``head_of(tp)`` (a replay of a committed record), holds nothing back."""
+    floors: dict[Any, int] = {}
+    heads: dict[Any, int | None] = {}
     for message in messages:
-        if message.tp != tp or message.acked:
+        if message.acked:
             continue
-        offset = message.offset
-        if committed is not None and offset < committed:
+        tp, offset = message.tp, message.offset
+        head = heads[tp] if tp in heads else heads.setdefault(tp, head_of(tp))
+        if head is not None and offset < head:
             continue
-        if floor is None or offset < floor:
-            floor = offset
-    return floor
+        if offset < floors.get(tp, offset + 1):
+            floors[tp] = offset
+    return floors
 
 
 @dataclass(frozen=True)
@@ -130,12 +132,21 @@ class SafeCommits:
             return False  # transactions: markers take offsets
         return tp.topic not in getattr(app, "external_topics", ())
 
+    def _filter_committable_offsets(self, tps: Iterable[Any]) -> dict[Any, int]:
+        # One pass over the messages in flight for all partitions of this commit.
+        self.__dict__["_floors"] = in_flight_floors(self._unacked_messages, self.head_of)
+        try:
+            return super()._filter_committable_offsets(tps)  # type: ignore[misc, no-any-return]
+        finally:
+            self.__dict__["_floors"] = None
+
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
         if not acked:
             return None
         head = self.head_of(tp)
-        floor = in_flight_floor(self._unacked_messages, tp, head)
+        floors: Mapping[Any, int] | None = self.__dict__.get("_floors")
+        floor = (floors if floors is not None else in_flight_floors(self._unacked_messages, self.head_of)).get(tp)
         if head is not None and self._strict(tp) and head_hole(head, acked, self._gap.get(tp), None) is not None:
             return None  # the head is still processing, or was dropped: reread_stalled fills it
         if floor is None or max(acked) < floor:
@@ -151,11 +162,10 @@ class SafeCommits:
 
     def stalled_partitions(self) -> dict[Any, HeadHole]:
         """Partitions whose commits a hole blocks right now."""
-        messages = list(self._unacked_messages)
+        floors = in_flight_floors(list(self._unacked_messages), self.head_of)
         holes = {}
         for tp, acked in list(self._acked.items()):
-            head = self.head_of(tp)
-            hole = head_hole(head, acked, self._gap.get(tp), in_flight_floor(messages, tp, head))
+            hole = head_hole(self.head_of(tp), acked, self._gap.get(tp), floors.get(tp))
             if hole is not None:
                 holes[tp] = hole
         return holes

@@ -21,7 +21,7 @@ from faust.types.tuples import Message
 
 from aisoar.config import load_settings
 from streams.app import create_app
-from streams.offsets import HeadHole, head_hole, in_flight_floor
+from streams.offsets import HeadHole, head_hole, in_flight_floors
 
 TOPIC = TP("t.findings", 0)
 
@@ -63,12 +63,12 @@ def test_no_commit_past_a_record_still_in_a_stream(consumer: Any) -> None:
     consumer._acked[TOPIC].extend([44, 45, 46])
     held = message(43)
     consumer._unacked_messages.add(held)
-    assert consumer._new_offset(TOPIC) is None
+    assert consumer._filter_committable_offsets([TOPIC]) == {}  # the commit timer's path
     assert sorted(consumer._acked[TOPIC]) == [44, 45, 46]  # kept for when 43 is done
     held.acked = True
     consumer._acked[TOPIC].append(43)
     consumer._unacked_messages.discard(held)
-    assert consumer._new_offset(TOPIC) == 47
+    assert consumer._filter_committable_offsets([TOPIC]) == {TOPIC: 47}
 
 
 def test_commit_is_capped_below_the_oldest_unfinished_record(consumer: Any) -> None:
@@ -123,11 +123,14 @@ def test_records_of_other_partitions_and_finished_replays_hold_nothing_back(cons
     assert consumer._new_offset(TOPIC) == 46
 
 
-def test_in_flight_floor() -> None:
+def test_in_flight_floors() -> None:
     held = [message(50), message(47), message(45, TP("x", 0)), message(40)]
-    assert in_flight_floor(held, TOPIC, committed=43) == 47  # 40 is below the commit: a replay
-    assert in_flight_floor(held, TOPIC, committed=None) == 40
-    assert in_flight_floor([], TOPIC, committed=43) is None
+    done = message(30, TP("y", 0))
+    done.acked = True
+    heads = {TOPIC: 43}
+    assert in_flight_floors([*held, done], heads.get) == {TOPIC: 47, TP("x", 0): 45}  # 40: below the head
+    assert in_flight_floors(held, lambda tp: None) == {TOPIC: 40, TP("x", 0): 45}
+    assert in_flight_floors([], heads.get) == {}
 
 
 def test_head_hole() -> None:
