@@ -26,6 +26,9 @@ fixed here by :class:`SafeCommits`, mixed into the worker's consumer (streams/ap
    again; a race lets some be dropped after that seek. Later records are processed and
    acknowledged, the hole at the head is never filled, and the partition's commits stop
    (seen once in CI: a findings partition stuck 10 minutes, one finding never indexed).
+   In the SIGKILL test it happens at most restarts: the record or two at a partition's
+   committed offset, fetched as the group assignment lands, never reach a stream (Faust's
+   streams skip records of another consumer generation, and nothing seeks back).
    Here a hole that nothing in the process holds any more, and that stays for
    ``grace_s``, is re-read by seeking the partition back to its committed offset.
    Records after the hole are processed a second time: downstream dedupes them
