@@ -149,7 +149,8 @@ class DLPDetector(PromptDetector):
         for field, text, produced in fields:
             if not text:
                 continue
-            matches, note = self.scan_text(text)
+            # (the common, short field skips scan_text's head-and-tail bookkeeping)
+            matches, note = (self.scanner.scan(text), "") if len(text) <= self.max_scan_length else self.scan_text(text)
             if not matches:
                 continue
             if entities is None:

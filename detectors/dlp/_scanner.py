@@ -94,6 +94,10 @@ def _collect(id_: int, frm: int, to: int, flags: int, hits: list[tuple[int, int,
     hits.append((id_, frm, to))
 
 
+def _hit_order(hit: tuple[int, int, int]) -> tuple[int, int]:
+    return hit[2], hit[0]
+
+
 class Scanner:
     """Scan text for every rule, classification term and source-code marker in one pass.
 
@@ -177,7 +181,8 @@ class Scanner:
             for i, rx in enumerate(self._res):
                 hits.extend((i, m.start(), m.end()) for m in rx.finditer(data))
         # One order for both engines (hyperscan leaves ties at one offset unordered).
-        hits.sort(key=lambda h: (h[2], h[0]))
+        if len(hits) > 1:  # most texts have no anchor hit at all
+            hits.sort(key=_hit_order)
         return hits
 
     def scan(self, text: str) -> list[Match]:

@@ -126,11 +126,12 @@ class InjectionClassifier:
     # -- scoring ------------------------------------------------------------------------
     def score_folded(self, folded: bytes) -> tuple[float, int]:
         """``(probability, number of words read)``: few words make a weak score."""
-        words = self._clip(folded).translate(_LETTERS).split()
+        if len(folded) > self.head_bytes + self.tail_bytes:
+            folded = self._clip(folded)
+        words = folded.translate(_LETTERS).split()
         if not words or (self._gate is not None and self._gate.isdisjoint(words)):
             return 0.0, 0
-        get = self.weights.get
-        total = sum(map(get, words, _ZERO))
+        total = sum(map(self.weights.get, words, _ZERO))
         return _sigmoid(self.intercept + total / math.sqrt(len(words))), len(words)
 
     def predict_proba_folded(self, folded: bytes) -> float:

@@ -143,7 +143,7 @@ class InjectionDetector(PromptDetector):
     # -- analysis -----------------------------------------------------------------------
     def analyse(self, text: str) -> FieldAnalysis:
         """Normalise, decode and scan one field; pure and bounded."""
-        window, cut, skipped = bounded(text, self.max_chars)
+        window, cut, skipped = (text, len(text), 0) if len(text) <= self.max_chars else bounded(text, self.max_chars)
         norm = normalize(window)
         hits: list[Hit] = []
         for m in self._rules.scan(norm.folded):
@@ -208,7 +208,7 @@ class InjectionDetector(PromptDetector):
         findings: list[Finding] = []
         if event.prompt:
             findings += self._findings(event, "prompt", self.analyse(event.prompt), indirect=False)
-        if self.scan_tool_outputs:
+        if self.scan_tool_outputs and event.tool_calls:
             for i, call in enumerate(event.tool_calls[: self.max_tool_calls]):
                 if call.output:
                     field = f"tool_calls[{i}].output"
