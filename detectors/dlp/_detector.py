@@ -129,15 +129,17 @@ class DLPDetector(PromptDetector):
         policy = self.policy if isinstance(self.policy, Policy) else load_policy(self.policy)
         self.scanner = Scanner(policy=policy, min_code_lines=self.min_code_lines, engine=self.engine)
 
-    def scan_text(self, text: str) -> tuple[list[Match], str]:
-        """Matches in one text, honouring ``max_scan_length``; returns (matches, truncation note)."""
+    def scan_text(self, text: str, code: bool = True) -> tuple[list[Match], str]:
+        """Matches in one text, honouring ``max_scan_length``; returns (matches, truncation note).
+        ``code=False`` leaves source code out (see :meth:`Scanner.scan`)."""
         if len(text) <= self.max_scan_length:
-            return self.scanner.scan(text), ""
+            return self.scanner.scan(text, code), ""
         half = self.max_scan_length // 2
         tail_at = len(text) - half
-        tail = [m._replace(start=m.start + tail_at, end=m.end + tail_at) for m in self.scanner.scan(text[tail_at:])]
+        tail = [m._replace(start=m.start + tail_at, end=m.end + tail_at)
+                for m in self.scanner.scan(text[tail_at:], code)]
         note = f"field of {len(text)} chars: scanned first and last {half}"
-        return self.scanner.scan(text[:half]) + tail, note
+        return self.scanner.scan(text[:half], code) + tail, note
 
     def check(self, event: PromptEvent) -> list[Finding]:
         fields = [("prompt", event.prompt, False), ("response", event.response, True)]
@@ -149,16 +151,17 @@ class DLPDetector(PromptDetector):
         for field, text, produced in fields:
             if not text:
                 continue
+            # source code in a response is not reported (unless code_in_responses): not looked for
+            code = self.code_in_responses or field != "response"
             # (the common, short field skips scan_text's head-and-tail bookkeeping)
-            matches, note = (self.scanner.scan(text), "") if len(text) <= self.max_scan_length else self.scan_text(text)
+            matches, note = ((self.scanner.scan(text, code), "") if len(text) <= self.max_scan_length
+                             else self.scan_text(text, code))
             if not matches:
                 continue
             if entities is None:
                 entities = prompt_entities(event)
             per_rule: dict[str, int] = {}
             for m in matches:
-                if m.category == "source_code" and produced and field == "response" and not self.code_in_responses:
-                    continue
                 count = per_rule[m.rule_id] = per_rule.get(m.rule_id, 0) + 1
                 if count > self.max_findings_per_rule:
                     continue

@@ -160,11 +160,19 @@ class Scanner:
         self._terms = terms
         use_hs = _hs is not None and self.engine != "re"
         self.engine_used = "hyperscan" if use_hs else "re"
+        # Code-marker patterns are the last ones (~40 % of the pass): a second database
+        # without them serves fields where source code is not reported (responses, by default).
+        n_code = len(_CODE_MARKERS)
         if use_hs:
             db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
             db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
             self._db: Any = db
             self._scratch = _hs.Scratch(db)
+            no_code = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+            no_code.compile(expressions=exprs[:-n_code], ids=list(range(len(exprs) - n_code)),
+                            elements=len(exprs) - n_code, flags=flags[:-n_code])
+            self._db_no_code: Any = no_code
+            self._scratch_no_code = _hs.Scratch(no_code)
         else:
             self._res = []
             for expr, kind in zip(exprs, self._kinds):
@@ -173,22 +181,26 @@ class Scanner:
                     f |= re.IGNORECASE
                 self._res.append(re.compile(expr, f))
 
-    def _hits(self, data: bytes) -> list[tuple[int, int, int]]:
+    def _hits(self, data: bytes, code: bool = True) -> list[tuple[int, int, int]]:
         hits: list[tuple[int, int, int]] = []
         if self.engine_used == "hyperscan":
-            self._db.scan(data, match_event_handler=_collect, context=hits, scratch=self._scratch)
+            if code:
+                self._db.scan(data, match_event_handler=_collect, context=hits, scratch=self._scratch)
+            else:
+                self._db_no_code.scan(data, match_event_handler=_collect, context=hits, scratch=self._scratch_no_code)
         else:
-            for i, rx in enumerate(self._res):
+            for i, rx in enumerate(self._res if code else self._res[: -len(_CODE_MARKERS)]):
                 hits.extend((i, m.start(), m.end()) for m in rx.finditer(data))
         # One order for both engines (hyperscan leaves ties at one offset unordered).
         if len(hits) > 1:  # most texts have no anchor hit at all
             hits.sort(key=_hit_order)
         return hits
 
-    def scan(self, text: str) -> list[Match]:
-        """All confirmed matches in ``text``, ordered by start offset (characters)."""
+    def scan(self, text: str, code: bool = True) -> list[Match]:
+        """All confirmed matches in ``text``, ordered by start offset (characters);
+        ``code=False`` skips source-code detection (the other matches are the same)."""
         data = text.encode("utf-8", "surrogatepass")
-        hits = self._hits(data)
+        hits = self._hits(data, code)
         if not hits:
             return []
         n = len(data)

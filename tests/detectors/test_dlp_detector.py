@@ -150,3 +150,25 @@ def test_re_fallback_agrees_with_hyperscan() -> None:
     texts = [t.format(v) for _, t, v in TRUE_CASES] + [t for _, t in FALSE_CASES]
     for text in texts:
         assert hs.scan(text) == rx.scan(text), text
+
+
+@pytest.mark.parametrize("engine", ["hyperscan", "re"])
+def test_scan_without_code_is_the_scan_minus_source_code(engine: str) -> None:
+    # responses are scanned without the code markers (code there is not reported): every
+    # other match must be exactly what the full scan finds, code or no code around it
+    from tests.detectors.test_dlp_rules import FALSE_CASES, TRUE_CASES
+
+    scanner = Scanner(policy=load_policy(), engine=engine)
+    code = "import os\nimport sys\n\ndef main():\n    x = os.getcwd()\n    return x\n"
+    texts = [t.format(v) for _, t, v in TRUE_CASES] + [t for _, t in FALSE_CASES]
+    texts += [code + t + "\n" + code for t in texts[:20]]
+    for text in texts:
+        full = scanner.scan(text)
+        assert scanner.scan(text, code=False) == [m for m in full if m.category != "source_code"], text
+    assert any(m.category == "source_code" for m in scanner.scan(texts[-1]))
+
+
+def test_secret_in_a_code_heavy_response_is_still_found(detector: DLPDetector) -> None:
+    code = "import os\nimport sys\n\ndef main():\n    x = os.getcwd()\n    return x\n"
+    findings = detector.check(event(response=code + 'token = "ghp_' + "A1b2C3d4E5" * 3 + 'abcdef"\n' + code))
+    assert [(f.rule_id, f.evidence[0].field) for f in findings] == [("secret.github_token", "response")]
