@@ -200,6 +200,8 @@ class Scanner:
         """All confirmed matches in ``text``, ordered by start offset (characters);
         ``code=False`` skips source-code detection (the other matches are the same)."""
         data = text.encode("utf-8", "surrogatepass")
+        if code and data.count(b"\n") + 1 < self.min_code_lines:
+            code = False  # too few lines for a source-code block: skip the code markers (most prompts)
         hits = self._hits(data, code)
         if not hits:
             return []

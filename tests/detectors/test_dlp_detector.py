@@ -172,3 +172,15 @@ def test_secret_in_a_code_heavy_response_is_still_found(detector: DLPDetector) -
     code = "import os\nimport sys\n\ndef main():\n    x = os.getcwd()\n    return x\n"
     findings = detector.check(event(response=code + 'token = "ghp_' + "A1b2C3d4E5" * 3 + 'abcdef"\n' + code))
     assert [(f.rule_id, f.evidence[0].field) for f in findings] == [("secret.github_token", "response")]
+
+
+@pytest.mark.parametrize("min_lines", [1, 2, 4])
+def test_code_block_needs_min_code_lines_lines_exactly(min_lines: int) -> None:
+    # texts with fewer lines than min_code_lines skip the code markers: the edge stays exact
+    scanner = Scanner(min_code_lines=min_lines)
+    lines = ["import os", "import sys", "def main():", "    return os.getcwd()"]
+    enough = "\n".join(lines[:min_lines])
+    assert [m.rule_id for m in scanner.scan(enough)] == ["source_code.block"]
+    assert [m.rule_id for m in scanner.scan(enough + "\n")] == ["source_code.block"]
+    if min_lines > 1:
+        assert scanner.scan("\n".join(lines[: min_lines - 1])) == []
