@@ -81,6 +81,9 @@ class FieldAnalysis:
         return tuple(h for h in self.hits if h.how)
 
 
+_NOTHING_FOUND = FieldAnalysis((), 0, "", 0.0, 0)
+
+
 class InjectionDetector(PromptDetector):
     """Prompt injection / jailbreak rules plus an online-updatable classifier.
 
@@ -179,6 +182,8 @@ class InjectionDetector(PromptDetector):
                 p_payload, w_payload = self._clf.score_folded(normalize(decoded).folded)
                 if p_payload > prob:
                     prob, words = p_payload, w_payload
+        if not hits and not norm.hidden and not words:
+            return _NOTHING_FOUND  # most fields: one shared (immutable) answer, no frozen-dataclass init
         return FieldAnalysis(tuple(hits), len(norm.hidden), fingerprint(norm.hidden) if norm.hidden else "",
                              prob, words)
 
