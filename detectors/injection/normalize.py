@@ -131,20 +131,11 @@ _SNIFF_PATTERNS: list[tuple[str, bytes, int]] = [
 _SNIFF_NAMES = [name for name, _, _ in _SNIFF_PATTERNS]
 
 
-# Every pattern before these is UTF-8 of non-ASCII characters: ASCII text can only hold these.
-_ASCII_SNIFF_FROM = _SNIFF_NAMES.index("base64")
-assert all(p.startswith((rb"\x", rb"[\x")) for _, p, _ in _SNIFF_PATTERNS[:_ASCII_SNIFF_FROM])
-
-
-@functools.lru_cache(maxsize=2)
-def _sniffer(ascii_only: bool = False) -> hyperscan.Database:
-    # ids stay indices of _SNIFF_PATTERNS; the ASCII database (~10 % cheaper) leaves out the
-    # patterns that cannot match ASCII bytes
-    first = _ASCII_SNIFF_FROM if ascii_only else 0
-    patterns = _SNIFF_PATTERNS[first:]
+@functools.lru_cache(maxsize=1)
+def _sniffer() -> hyperscan.Database:
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    db.compile(expressions=[p for _, p, _ in patterns], ids=list(range(first, len(_SNIFF_PATTERNS))),
-               elements=len(patterns), flags=[f | hyperscan.HS_FLAG_SINGLEMATCH for _, _, f in patterns])
+    db.compile(expressions=[p for _, p, _ in _SNIFF_PATTERNS], ids=list(range(len(_SNIFF_PATTERNS))),
+               elements=len(_SNIFF_PATTERNS), flags=[f | hyperscan.HS_FLAG_SINGLEMATCH for _, _, f in _SNIFF_PATTERNS])
     return db
 
 
@@ -155,11 +146,10 @@ def _on_sniff(pid: int, start: int, end: int, flags: int, seen: list[int]) -> No
 _NOTHING: frozenset[str] = frozenset()
 
 
-def sniff(raw: bytes, ascii_only: bool = False) -> frozenset[str]:
-    """Names of the character classes / payload shapes present in UTF-8 ``raw``
-    (``ascii_only``: the caller knows ``raw`` is ASCII, so only payload shapes can occur)."""
+def sniff(raw: bytes) -> frozenset[str]:
+    """Names of the character classes / payload shapes present in UTF-8 ``raw``."""
     seen: list[int] = []
-    _sniffer(ascii_only).scan(raw, match_event_handler=_on_sniff, context=seen)
+    _sniffer().scan(raw, match_event_handler=_on_sniff, context=seen)
     return frozenset([_SNIFF_NAMES[pid] for pid in seen]) if seen else _NOTHING
 
 
@@ -171,7 +161,7 @@ def normalize(text: str) -> Normalized:
     """Fold ``text`` for matching; see the module docstring."""
     if text.isascii():  # fast path: encode + translate, both C
         raw = text.encode("ascii")
-        return Normalized(text, raw.translate(_FOLD), sniffed=sniff(raw, ascii_only=True))
+        return Normalized(text, raw.translate(_FOLD), sniffed=sniff(raw))
     raw = text.encode("utf-8", "surrogatepass")
     found = sniff(raw)
     hidden = ""
