@@ -146,7 +146,10 @@ def session(state_file: Path, workdir: Path, counts: list[int], n: int, *, timeo
             time.sleep(3.0 if phase or k > 1 else 0.5)  # let a rebalance settle
             start = datetime.now(UTC) - timedelta(seconds=n * 0.001)
             seed = 10 + k
-            records = [(topic_of[kind], key, v) for kind, key, v in make_mix(n, seed=seed, step_ms=1.0, start=start)]
+            mix = make_mix(n, seed=seed, step_ms=1.0, start=start)
+            records = [(topic_of[kind], key, v) for kind, key, v in mix]
+            expected_findings = _offline_findings(mix)
+            del mix
             ps = [psutil.Process(w.pid) for w in procs if w.pid]
             produced = [0]
 
@@ -181,9 +184,10 @@ def session(state_file: Path, workdir: Path, counts: list[int], n: int, *, timeo
                 "max_input_lag": max((s.get("input_lag", 0) for s in lag["series"]), default=0),
                 "lag_series": lag["series"],
                 "load_avg": [load0, load_avg()],
-                # Completeness: findings of this phase's records in the index (the detection core
-                # finds ~0.18 per record of this mix); committed-but-lost records show up here.
+                # Completeness: findings of this phase's records in the index against what the
+                # same detectors find offline; committed-but-lost records show up here.
                 "findings_in_index": asyncio.run(_index_count(settings, f"bench-{seed}-")),
+                "findings_offline": expected_findings,
             }
         if results:
             results[f"{counts[-1]}w"]["findings_in_index_total"] = asyncio.run(_index_count(settings))
@@ -191,6 +195,14 @@ def session(state_file: Path, workdir: Path, counts: list[int], n: int, *, timeo
         for w in procs:
             w.stop()
     return results
+
+
+def _offline_findings(mix: list[tuple[str, bytes, bytes]]) -> int:
+    """Findings the shipped detectors emit for ``mix`` in one process, no Kafka."""
+    from aisoar.pipeline import Pipeline
+
+    process = Pipeline.default().process
+    return sum(len(process(kind, raw).findings) for kind, _, raw in mix)  # type: ignore[arg-type]
 
 
 def run(*, quick: bool = False, events: int | None = None, workers: str = "1,2",
@@ -231,7 +243,9 @@ def run(*, quick: bool = False, events: int | None = None, workers: str = "1,2",
         shutil.rmtree(workdir, ignore_errors=True)
     for k in counts:  # a run whose findings went missing does not count as throughput
         r = out["e2e_runs"].get(f"{k}w", {})
-        found, expected = r.get("findings_in_index"), 0.15 * r.get("events", 0)
+        # Behaviour detectors keep state per worker, so a split stream may differ by a few
+        # findings from one offline pass (~0.6% of this mix's findings are stateful).
+        found, expected = r.get("findings_in_index"), 0.97 * r.get("findings_offline", 0.15 * r.get("events", 0))
         r["complete"] = found is not None and found >= expected
         if not r["complete"]:
             out[f"e2e_eps_{k}w_invalid"] = out.get(f"e2e_eps_{k}w")

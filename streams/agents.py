@@ -4,7 +4,7 @@
     ai.inference┴─ detect ──► aisoar.findings ─ correlate ──► aisoar.incidents ─ respond ──► aisoar.actions
     security.events ─────────────────────────── correlate ─┘
     invalid records ──► aisoar.deadletter
-    findings, incidents, actions, dead letters ─ index ──► SIEM (_bulk, ECS)
+    findings, incidents, actions, dead letters ─ index ──► SIEM (_bulk, ECS; streams/index.py)
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from aisoar.pipeline import Outcome, RecordKind
 from streams import metrics
 from streams.app import app, settings
 from streams.detect import DetectStage, correlation_key
+from streams.index import IndexStage
 from streams.runtime import runtime
 from streams.tables import correlate_topic
 from streams.topics import (
@@ -44,7 +45,7 @@ from streams.topics import (
 )
 
 __all__ = ["correlate", "correlation_key", "detect_stage", "fan_out_findings", "fan_out_security",
-           "index_in_siem", "respond_to_incidents"]
+           "index_stage", "respond_to_incidents"]
 
 log = logging.getLogger(__name__)
 
@@ -233,19 +234,14 @@ async def respond_to_incidents(stream: faust.StreamT[bytes]) -> None:
 runtime.emit = publish_action
 
 
-@app.agent(app.topic(settings.topics.findings, settings.topics.incidents, settings.topics.actions,
-                     settings.topics.deadletter, key_type=bytes, value_type=bytes, key_serializer="raw",
-                     value_serializer="raw"), name="index-siem")
-async def index_in_siem(stream: faust.StreamT[bytes]) -> None:
-    """Offsets of a batch are committed only after `_bulk` acknowledged all of it:
-    ``take_events`` acks the batch when this body returns. While the SIEM is down
-    ``index`` keeps retrying, so this agent stops consuming and Kafka buffers."""
-    if runtime.sink is None:
-        async for _ in stream:  # indexing disabled: consume and drop
-            pass
-        return
-    async for batch in stream.take_events(settings.siem.flush_max_docs, within=settings.siem.flush_interval_s):
-        await runtime.index([(event.message.topic, event.value) for event in batch], publish_dead_letter)
+#: Indexing runs outside Faust, in a consumer group of its own (why: streams/index.py).
+index_stage: IndexStage | None = IndexStage(settings, runtime) if settings.siem.url else None
+
+
+@app.task
+async def run_index_stage() -> None:
+    if index_stage is not None:
+        await index_stage.run()
 
 
 @app.timer(interval=30.0)

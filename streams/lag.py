@@ -19,20 +19,29 @@ from streams.produce import kafka_client_options
 __all__ = ["group_lag", "wait_caught_up"]
 
 
-def _group_of(settings: Settings, group: str, topic: str) -> str:
-    """The worker reads its input topics with the detect stage's own group (streams/detect.py)."""
+def _groups_of(settings: Settings, group: str, topic: str) -> list[str]:
+    """The consumer groups whose progress on ``topic`` makes up ``group``'s. The worker
+    (``worker.id``) reads its input topics with the detect stage's group
+    (streams/detect.py) and its output topics with the index stage's as well
+    (streams/index.py): its lag there is the larger of the two."""
+    if group != settings.worker.id:
+        return [group]
     t = settings.topics
-    lean = settings.worker.processing_guarantee != "exactly_once"
-    if lean and group == settings.worker.id and topic in (t.prompts, t.inference):
+    if topic in (t.prompts, t.inference) and settings.worker.processing_guarantee != "exactly_once":
         from streams.detect import detect_group
 
-        return detect_group(settings)
-    return group
+        return [detect_group(settings)]
+    indexed = topic in (t.findings, t.incidents, t.actions, t.deadletter) and bool(settings.siem.url)
+    from streams.index import index_group
+
+    if topic in (t.actions, t.deadletter):
+        return [index_group(settings)] if indexed else []  # only the index stage reads them
+    return [group, index_group(settings)] if indexed else [group]
 
 
 async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> dict[str, int]:
     """Messages not yet committed by ``group``, per topic (end offset - committed offset).
-    For the worker's group (``worker.id``) this covers the detect stage's input topics too."""
+    For the worker's group (``worker.id``) this covers its detect and index stages too."""
     options = kafka_client_options(settings)
     admin = AIOKafkaAdminClient(**options)  # type: ignore[arg-type]
     consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)  # type: ignore[arg-type]
@@ -42,15 +51,16 @@ async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> di
         partitions = [TopicPartition(topic, p) for topic in topics
                       for p in (consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))]
         ends = await consumer.end_offsets(partitions)
-        committed = {}
-        for g in {_group_of(settings, group, tp.topic) for tp in partitions}:
-            mine = [tp for tp in partitions if _group_of(settings, group, tp.topic) == g]
-            committed.update(await admin.list_consumer_group_offsets(g, partitions=mine))
+        readers = {tp: _groups_of(settings, group, tp.topic) for tp in partitions}
+        committed: dict[str, dict[TopicPartition, int]] = {}
+        for g in {g for groups in readers.values() for g in groups}:
+            mine = [tp for tp in partitions if g in readers[tp]]
+            offsets = await admin.list_consumer_group_offsets(g, partitions=mine)
+            committed[g] = {tp: meta.offset for tp, meta in offsets.items() if meta is not None and meta.offset >= 0}
         lag: dict[str, int] = {}
         for tp in partitions:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends[tp] - done)
+            behind = max((ends[tp] - committed[g].get(tp, 0) for g in readers[tp]), default=0)
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, behind)
         return lag
     finally:
         await consumer.stop()

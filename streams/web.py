@@ -27,11 +27,11 @@ async def metrics(web: Any, request: Any) -> Any:
 
 @app.page("/healthz")
 async def healthz(web: Any, request: Any) -> Any:
-    """Ready once every agent runs and the consumers (Faust's, the detect stage's) have their partitions."""
-    from streams.agents import detect_stage
+    """Ready once every agent runs and the consumers (Faust's, the detect and index stages') have their partitions."""
+    from streams.agents import detect_stage, index_stage
 
     ready = app.consumer is not None and bool(app.consumer.assignment())
-    ready = ready and (detect_stage is None or detect_stage.ready)
+    ready = ready and all(stage is None or stage.ready for stage in (detect_stage, index_stage))
     return web.json({"status": "ready" if ready else "starting"}, status=200 if ready else 503)
 
 

@@ -158,6 +158,10 @@ def test_worker_sigkilled_three_times_mid_stream(start_worker) -> None:
         run(produce(settings, chunk))
         time.sleep(rng.uniform(0.3, 1.5))
         lag = run(group_lag(settings, settings.worker.id, [settings.topics.prompts]))
+        # Containment does not wait for the SIEM: the playbooks acted on the outage's leaks
+        # (the index stage reads in a consumer group of its own, streams/index.py).
+        actions_during = len(run(read_topic(settings, settings.topics.actions, timeout=10))) - actions_before
+        assert actions_during > 0, "no playbook acted while the SIEM was down"
         worker.kill()
         print(f"round {round_ + 1}: SIGKILL with input lag {lag}")
         worker.start()
@@ -363,9 +367,9 @@ def test_search_index_down_60s_under_load_buffered_durably(stack, worker_env, st
                                                            tmp_path: Path) -> None:
     """A private OpenSearch hangs (SIGSTOP) for 60 s while 2,000 more events arrive. The
     worker stays up with bounded memory; then, still during the outage, it is SIGKILLed: what
-    it had not indexed was never only in its memory (the SIEM agent commits offsets only after
-    `_bulk` acknowledged them, so Kafka holds it). Restarted after the index is back, it
-    indexes everything exactly once."""
+    it had not indexed was never only in its memory (the index stage commits offsets only after
+    `_bulk` acknowledged them, so Kafka holds it). Playbooks go on acting during the outage.
+    Restarted after the index is back, it indexes everything exactly once."""
     service, entry = private("opensearch")
     worker = start_worker(**_private_env(stack, tmp_path, worker_env, opensearch=entry))
     settings = worker.settings
@@ -374,6 +378,7 @@ def test_search_index_down_60s_under_load_buffered_durably(stack, worker_env, st
     run(produce(settings, records[:1000]))
     run(wait_for_count(settings, "finding", None, 1, timeout=120, quiet=0.0))
     rss_before = rss_mb(worker.proc.pid)
+    actions_before = len(run(read_topic(settings, settings.topics.actions, timeout=10)))
     with_group(service.proc.pid, signal.SIGSTOP)  # hung, like a server that stopped answering
     try:
         samples = []
@@ -387,12 +392,17 @@ def test_search_index_down_60s_under_load_buffered_durably(stack, worker_env, st
         # Every input record is processed (findings are on their topic), none of the last 2,000
         # indexed: the crash below loses the worker's memory with all of that in it.
         lag = run(group_lag(settings, settings.worker.id, [settings.topics.prompts]))
+        # Containment does not wait for the SIEM: the playbooks acted on the outage's leaks
+        # (the index stage reads in a consumer group of its own, streams/index.py).
+        actions_during = len(run(read_topic(settings, settings.topics.actions, timeout=10))) - actions_before
+        assert actions_during > 0, "no playbook acted while the SIEM was down"
         worker.kill()
         print(f"\nSIGKILL after ~55 s of outage, input lag {lag}")
         time.sleep(5)  # 60 s down in all
     finally:
         with_group(service.proc.pid, signal.SIGCONT)
-    print(f"worker RSS: {rss_before:.0f} MB before, max {max(samples):.0f} MB while the index was hung")
+    print(f"worker RSS: {rss_before:.0f} MB before, max {max(samples):.0f} MB while the index was hung; "
+          f"{actions_during} action records during the outage")
     assert max(samples) < rss_before + 300, "memory grew without bound while the SIEM was down"
     worker.start()
     assert_accounted(settings, planted, bad)
