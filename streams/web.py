@@ -69,7 +69,7 @@ async def serve_approvals() -> None:
         decision = Decision(action_id=pending.action_id, incident_id=pending.incident.id, approve=approve,
                             actor=actor, at=datetime.now(timezone.utc))
         # Keyed by the incident: the control topic's partition of the incident's ledger. Not on the
-        # incidents topic itself, whose every record the SIEM agent indexes as an incident.
+        # incidents topic itself, whose every record the index stage indexes as an incident.
         await runtime.send_control(f"{settings.topics.incidents}.control", encode(decision),
                                    key=pending.incident.id.encode(), kind=b"decision")
 
