@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import hyperscan
 
@@ -56,8 +57,8 @@ _LEAK_PHRASES = [
 ]
 
 
-def _on_any(pid: int, start: int, end: int, flags: int, seen: list[int]) -> None:
-    seen.append(pid)
+def _on_any(pid: int, start: int, end: int, flags: int, seen: object) -> None:
+    cast("list[int]", seen).append(pid)  # hyperscan's stub types the context as object
 
 
 class ResponseDetector(PromptDetector):
