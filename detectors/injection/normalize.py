@@ -210,7 +210,7 @@ _B64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 # class made it try every position (~35 ns per character of long code-heavy prompts, 3x slower)
 _B64_CLASS = bytes(0x61 if chr(b) in "+/_-" or (b < 0x80 and chr(b).isalnum()) else 0x3D if b == 0x3D else 0x20
                    for b in range(256))
-_B64_RUN = re.compile(b"a" * 16 + rb"a*={0,2}")  # spelt out: ``re`` finds no literal prefix in a{16}
+_B64_RUN = re.compile(rb"aaaaaaaaaaaaaaaaa*={0,2}")  # 16 "a" spelt out: ``re`` finds no literal prefix in a{16}
 _HEX = re.compile(r"(?:\\x[0-9a-fA-F]{2}){8,}|[0-9a-fA-F]{24,}|(?:[0-9a-fA-F]{2}[ :]){8,}[0-9a-fA-F]{2}")
 _URL = re.compile(r"(?:%[0-9a-fA-F]{2}[^%\s]{0,3}){4,}")
 _ROT_HINT = re.compile(r"rot[ -]?13|caesar", re.IGNORECASE)

@@ -158,10 +158,6 @@ def test_worker_sigkilled_three_times_mid_stream(start_worker) -> None:
         run(produce(settings, chunk))
         time.sleep(rng.uniform(0.3, 1.5))
         lag = run(group_lag(settings, settings.worker.id, [settings.topics.prompts]))
-        # Containment does not wait for the SIEM: the playbooks acted on the outage's leaks
-        # (the index stage reads in a consumer group of its own, streams/index.py).
-        actions_during = len(run(read_topic(settings, settings.topics.actions, timeout=10))) - actions_before
-        assert actions_during > 0, "no playbook acted while the SIEM was down"
         worker.kill()
         print(f"round {round_ + 1}: SIGKILL with input lag {lag}")
         worker.start()
