@@ -32,6 +32,8 @@ from streams import metrics
 from streams.app import app, settings
 from streams.detect import DetectStage, correlation_key
 from streams.index import IndexStage
+from streams.offsets import InOrder, Record, read_range
+from streams.produce import kafka_client_options
 from streams.runtime import runtime
 from streams.tables import correlate_topic
 from streams.topics import (
@@ -130,63 +132,92 @@ else:
         await detect_stage.run()
 
 
+def _in_order() -> InOrder:
+    options = kafka_client_options(settings)
+    return InOrder(app, lambda tp, start, end: read_range(options, tp, start, end))
+
+
+def _records(event: faust.types.EventT) -> Record:
+    message = event.message
+    return Record(message.partition, message.offset, event.key, event.value, dict(event.headers or {}))
+
+
+async def _in_offset_order(event: faust.types.EventT, order: InOrder) -> list[Record]:
+    """The records Faust dropped before ``event`` on its partition (read from Kafka), then it:
+    correlation recognises replays by offset, so each partition goes in order (streams/offsets.py)."""
+    return [*await order.missing_before(event.message.tp, event.message.offset), _records(event)]
+
+
+async def _fan_out_security_one(record: Record) -> None:
+    metrics.EVENTS_IN.labels(settings.topics.security).inc()
+    try:
+        security_event = decode_security(record.value)
+    except DecodeError as exc:
+        await publish_dead_letter(dead_letter(settings.topics.security, record.value, exc.reason,
+                                              partition=record.partition, offset=record.offset, key=record.key))
+        return
+    source = _source(b"s", record.partition, record.offset)
+    for key in runtime.correlator.keys_for_event(security_event):
+        await correlate_topic.send(key=key.encode(), value=record.value, headers={**_SECURITY, **source})
+
+
 @app.agent(security_topic, name="fan-out-security")
 async def fan_out_security(stream: faust.StreamT[bytes]) -> None:
+    order = _in_order()
     async for event in stream.events():
-        metrics.EVENTS_IN.labels(settings.topics.security).inc()
-        try:
-            security_event = decode_security(event.value)
-        except DecodeError as exc:
-            await publish_dead_letter(dead_letter(settings.topics.security, event.value, exc.reason,
-                                                  partition=event.message.partition, offset=event.message.offset,
-                                                  key=event.key))
-            continue
-        source = _source(b"s", event.message.partition, event.message.offset)
-        for key in runtime.correlator.keys_for_event(security_event):
-            await correlate_topic.send(key=key.encode(), value=event.value, headers={**_SECURITY, **source})
+        for record in await _in_offset_order(event, order):
+            await _fan_out_security_one(record)
 
 
 @app.agent(findings_topic, name="fan-out-findings")
 async def fan_out_findings(stream: faust.StreamT[bytes]) -> None:
     """One record per correlation key, so each key's state changes on its own partition."""
+    order = _in_order()
     async for event in stream.events():
-        finding = _finding_decoder.decode(event.value)
-        source = _source(b"f", event.message.partition, event.message.offset)
-        for key in runtime.correlator.keys_for(finding):
-            await correlate_topic.send(key=key.encode(), value=event.value, headers={**_FINDING, **source})
+        for record in await _in_offset_order(event, order):
+            finding = _finding_decoder.decode(record.value)
+            source = _source(b"f", record.partition, record.offset)
+            for key in runtime.correlator.keys_for(finding):
+                await correlate_topic.send(key=key.encode(), value=record.value, headers={**_FINDING, **source})
+
+
+async def _correlate_one(record: Record) -> None:
+    headers, key = record.headers, (record.key or b"").decode()
+    kind = headers.get("aisoar-kind", b"")
+    correlator, stamps = runtime.correlator, runtime.stamps
+    stamps.source = None
+    if kind in (b"finding", b"security"):
+        # A replay after a crash (at-least-once) of a record this key already includes.
+        source, offset = headers["aisoar-src"].decode(), int(headers["aisoar-src-offset"])
+        if stamps.applied(key, source) >= offset:
+            return
+        stamps.source, stamps.offset = source, offset
+    if kind == b"finding":
+        finding = _finding_decoder.decode(record.value)
+        runtime.saw_event_time(finding.timestamp)
+        incidents = correlator.process_finding(finding, keys=[key])
+    elif kind == b"security":
+        incidents = correlator.process_security_event(decode_security(record.value), keys=[key])
+    elif kind == b"suppress":  # an analyst mutes a rule on this key (aisoar incidents suppress)
+        suppression = _suppression_decoder.decode(record.value)
+        correlator.suppress(suppression.rule_id, suppression.correlation_key, suppression.until)
+        log.info("rule %s suppressed on %s until %s by %s", suppression.rule_id, suppression.correlation_key,
+                 suppression.until.isoformat(), suppression.actor)
+        return
+    elif kind == b"tick":  # housekeeping for the keys of this partition, in stream context
+        now = datetime.fromisoformat(record.value.decode())
+        incidents = correlator.close_stale(now, keys=runtime.keys_of_partition(record.partition))
+    else:
+        return
+    await publish_incidents(incidents)
 
 
 @app.agent(correlate_topic, name="correlate")
 async def correlate(stream: faust.StreamT[bytes]) -> None:
+    order = _in_order()
     async for event in stream.events():
-        headers = dict(event.headers or {})
-        kind = headers.get("aisoar-kind", b"")
-        correlator, stamps = runtime.correlator, runtime.stamps
-        stamps.source = None
-        if kind in (b"finding", b"security"):
-            # A replay after a crash (at-least-once) of a record this key already includes.
-            source, offset = headers["aisoar-src"].decode(), int(headers["aisoar-src-offset"])
-            if stamps.applied(event.key.decode(), source) >= offset:
-                continue
-            stamps.source, stamps.offset = source, offset
-        if kind == b"finding":
-            finding = _finding_decoder.decode(event.value)
-            runtime.saw_event_time(finding.timestamp)
-            incidents = correlator.process_finding(finding, keys=[event.key.decode()])
-        elif kind == b"security":
-            incidents = correlator.process_security_event(decode_security(event.value), keys=[event.key.decode()])
-        elif kind == b"suppress":  # an analyst mutes a rule on this key (aisoar incidents suppress)
-            suppression = _suppression_decoder.decode(event.value)
-            correlator.suppress(suppression.rule_id, suppression.correlation_key, suppression.until)
-            log.info("rule %s suppressed on %s until %s by %s", suppression.rule_id, suppression.correlation_key,
-                     suppression.until.isoformat(), suppression.actor)
-            continue
-        elif kind == b"tick":  # housekeeping for the keys of this partition, in stream context
-            now = datetime.fromisoformat(event.value.decode())
-            incidents = correlator.close_stale(now, keys=runtime.keys_of_partition(event.message.partition))
-        else:
-            continue
-        await publish_incidents(incidents)
+        for record in await _in_offset_order(event, order):
+            await _correlate_one(record)
 
 
 async def _respond_one(event: faust.types.EventT) -> None:

@@ -11,6 +11,7 @@ by recorders in the re-read tests. The end-to-end proof is
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import faust
@@ -21,7 +22,14 @@ from faust.types.tuples import Message
 
 from aisoar.config import load_settings
 from streams.app import create_app
-from streams.offsets import HeadHole, head_hole, in_flight_floors
+from streams.offsets import (
+    HeadHole,
+    InOrder,
+    Record,
+    head_hole,
+    in_flight_floors,
+    read_range,
+)
 
 TOPIC = TP("t.findings", 0)
 
@@ -233,3 +241,88 @@ async def test_records_deleted_by_retention_are_reported_lost_not_re_read(stalle
     assert "offsets 43..44 were deleted by retention" in caplog.text
     assert consumer.stalled_partitions() == {}
     assert consumer._new_offset(TOPIC) == 48
+
+
+# ---------------------------------------------------------------------- records dropped before an agent
+
+
+class _App:
+    """The two things :class:`InOrder` reads of the app: its consumer and generation."""
+
+    def __init__(self, consumer: Any) -> None:
+        self.consumer = consumer
+        self.consumer_generation_id = 1
+
+
+def _reader(log: list[tuple[TP, int, int]]) -> Any:
+    async def read(tp: TP, start: int, end: int) -> list[Record]:
+        log.append((tp, start, end))
+        return [Record(tp.partition, o, b"k", f"v{o}".encode(), {}) for o in range(start, end)]
+    return read
+
+
+async def test_records_dropped_before_an_agent_are_read_and_handed_over_first(consumer: Any) -> None:
+    consumer._committed_offset[TOPIC] = 1186
+    reads: list[tuple[TP, int, int]] = []
+    order = InOrder(_App(consumer), _reader(reads))
+    # The agent's first record after the assignment is 1195: 1186-1194 never reached it.
+    missing = await order.missing_before(TOPIC, 1195)
+    assert [r.offset for r in missing] == list(range(1186, 1195)) and reads == [(TOPIC, 1186, 1195)]
+    assert await order.missing_before(TOPIC, 1196) == []  # in order again
+    # Acknowledged in Faust's bookkeeping: once 1195-1196 are done too, the commit goes through.
+    consumer._acked[TOPIC].extend([1195, 1196])
+    assert consumer._new_offset(TOPIC) == 1197
+
+
+async def test_replays_and_rebalances_reset_what_comes_next(consumer: Any) -> None:
+    consumer._committed_offset[TOPIC] = 10
+    reads: list[tuple[TP, int, int]] = []
+    app = _App(consumer)
+    order = InOrder(app, _reader(reads))
+    assert await order.missing_before(TOPIC, 10) == []
+    assert await order.missing_before(TOPIC, 11) == []
+    assert await order.missing_before(TOPIC, 5) == []  # a seek back: replays, recognised downstream
+    assert await order.missing_before(TOPIC, 6) == []
+    app.consumer_generation_id = 2  # a rebalance: the next record is measured against the commit
+    consumer._committed_offset[TOPIC] = 20
+    assert [r.offset for r in await order.missing_before(TOPIC, 22)] == [20, 21]
+    assert reads == [(TOPIC, 20, 22)]
+
+
+async def test_a_failed_read_leaves_the_hole_to_the_later_re_read(consumer: Any,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(tp: TP, start: int, end: int) -> list[Record]:
+        raise TimeoutError("broker away")
+
+    consumer._committed_offset[TOPIC] = 43
+    order = InOrder(_App(consumer), broken)
+    with caplog.at_level(logging.ERROR, logger="streams.offsets"):
+        assert await order.missing_before(TOPIC, 45) == []
+    assert "could not read offsets 43..44" in caplog.text
+    consumer._acked[TOPIC].append(45)
+    assert consumer.stalled_partitions() == {TOPIC: HeadHole(43, 45)}  # not acknowledged
+
+
+@pytest.mark.integration
+async def test_read_range_reads_exactly_the_hole_from_the_broker(kafka_bootstrap: str) -> None:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = f"itest-range-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for i in range(10):
+            await producer.send_and_wait(topic, f"r{i}".encode(), key=b"k", partition=1,
+                                         headers=[("aisoar-src", b"f1"), ("aisoar-src-offset", str(i).encode())])
+    finally:
+        await producer.stop()
+    records = await read_range({"bootstrap_servers": kafka_bootstrap}, TP(topic, 1), 3, 7)
+    assert [(r.offset, r.value, r.headers["aisoar-src-offset"]) for r in records] == [
+        (o, f"r{o}".encode(), str(o).encode()) for o in range(3, 7)]
