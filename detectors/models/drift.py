@@ -108,10 +108,11 @@ class _VersionState:
 
 
 class _ModelNameState:
-    __slots__ = ("changed_at", "latest", "previous", "versions")
+    __slots__ = ("changed_at", "first_seen", "latest", "previous", "versions")
 
     def __init__(self) -> None:
         self.versions: dict[str, _Baseline | None] = {}  # last few versions, oldest first
+        self.first_seen: dict[str, float] = {}  # version -> event time of the first event seen
         self.latest: str | None = None
         self.changed_at: float | None = None  # event time of the latest version's first event
         self.previous: str | None = None
@@ -261,12 +262,21 @@ class DriftDetector(InferenceDetector):
         version = event.model_version
         if version in names.versions:
             return
-        if names.latest is not None:  # a new version of a known model: a release
-            names.previous, names.changed_at = names.latest, now
-        names.latest = version
         names.versions[version] = None
+        names.first_seen[version] = now
+        latest_at = names.first_seen.get(names.latest) if names.latest is not None else None
+        if names.latest is None:
+            names.latest = version
+        elif latest_at is None or now >= latest_at:  # a new version of a known model: a release
+            names.previous, names.changed_at, names.latest = names.latest, now, version
+        elif names.previous is None or names.first_seen.get(names.previous, float("-inf")) < now:
+            # An older version seen late (versions arrive on different partitions, so event
+            # order is not processing order): it is the one the latest was released after.
+            names.previous, names.changed_at = version, latest_at
         while len(names.versions) > 8:  # keep the last few releases only
-            del names.versions[next(iter(names.versions))]
+            oldest = next(iter(names.versions))
+            del names.versions[oldest]
+            names.first_seen.pop(oldest, None)
 
     def _learn_warmup(self, state: _VersionState, event: InferenceEvent, now: float) -> list[Finding]:
         assert state.scores is not None and state.latencies is not None

@@ -85,6 +85,17 @@ def test_drift_soon_after_a_release_is_suspected_poisoning() -> None:
     assert findings == [(1523, "model.poisoning_suspected", "score", "high")]
 
 
+def test_a_release_is_ordered_by_event_time_not_by_arrival() -> None:
+    """Versions are keyed ``model@version``, so they arrive on different partitions: the new
+    version's first events may be processed before the previous version's history."""
+    det = DriftDetector()
+    new = list(stream(14, 3000, 1500, {"mean": 0.55}, version="2", start=3000))
+    assert run(det, iter(new[:100])) == []
+    run(det, stream(13, 3000, version="1"))
+    findings = run(det, iter(new[100:]))
+    assert findings == [(1523, "model.poisoning_suspected", "score", "high")]
+
+
 def test_drift_after_the_window_is_plain_drift() -> None:
     det = DriftDetector(poisoning_window=600.0)
     run(det, stream(13, 3000, version="1"))
