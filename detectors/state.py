@@ -76,22 +76,31 @@ class EntityStore(Generic[K, V]):
     def _reset(self) -> None:
         self._data: OrderedDict[K, _Entry[V]] = OrderedDict()
         self._watermark = float("-inf")
+        # A lower bound of every entry's last-seen time (it only grows: a touched or new entry
+        # is seen at the watermark), so most calls know that nothing expired without looking.
+        self._front_seen = float("-inf")
         self.evictions = 0
         self.expirations = 0
 
     def _advance(self, now: float) -> float:
-        self._watermark = max(self._watermark, now)
+        watermark = self._watermark
+        if now > watermark:
+            self._watermark = watermark = now
         if self.ttl is not None:
-            horizon = self._watermark - self.ttl
-            data = self._data
-            # Entries are in last-seen order, so expired ones are all at the front.
-            while data:
-                entry = next(iter(data.values()))
-                if entry.seen >= horizon:
-                    break
-                data.popitem(last=False)
-                self.expirations += 1
-        return self._watermark
+            horizon = watermark - self.ttl
+            if horizon > self._front_seen:
+                data = self._data
+                # Entries are in last-seen order, so expired ones are all at the front.
+                while data:
+                    entry = next(iter(data.values()))
+                    if entry.seen >= horizon:
+                        self._front_seen = entry.seen
+                        break
+                    data.popitem(last=False)
+                    self.expirations += 1
+                else:
+                    self._front_seen = watermark
+        return watermark
 
     def get(self, key: K, now: float) -> V | None:
         """The state of ``key`` (marked as seen at ``now``), or ``None`` if absent or expired."""
@@ -289,8 +298,14 @@ class SlotStore:
 
     def slot(self, key: Hashable, now: float) -> int:
         """The slot of ``key``, touched at ``now``; a new key gets a fresh slot (rows at ``init``)."""
+        # Called for every event by every detector on the store, so the watermark step and the
+        # index probe (as in `_probe`) are inlined.
         if now > self._watermark:
-            self._advance(now)
+            self._watermark = now
+            if self.ttl is not None:
+                self._horizon = now - self.ttl
+                if now >= self._next_sweep:
+                    self._sweep()
         seen = self._seen_at
         if key is self._last_key:  # the detectors sharing the store ask for the same event's key
             slot = self._last_slot
@@ -298,8 +313,13 @@ class SlotStore:
                 seen[slot] = self._watermark
                 return slot
         h = hash(key) or 1  # 0 marks an empty cell of the index
-        i = self._probe(h)
-        if self._index_keys[i] == h:
+        keys, mask = self._index_keys, self._mask
+        i = h & mask
+        k = keys[i]
+        while k != h and k != 0:
+            i = (i + 1) & mask
+            k = keys[i]
+        if k == h:
             slot = self._index_slots[i]
             if seen[slot] >= self._horizon:
                 seen[slot] = self._watermark
@@ -386,13 +406,6 @@ class SlotStore:
         self._count -= 1
 
     # -- slots -------------------------------------------------------------------------------
-    def _advance(self, now: float) -> None:
-        self._watermark = now
-        if self.ttl is not None:
-            self._horizon = now - self.ttl
-            if now >= self._next_sweep:
-                self._sweep()
-
     def _sweep(self) -> None:
         """Free every expired slot (vectorised); runs at most every ``ttl / 16`` of event time."""
         assert self.ttl is not None

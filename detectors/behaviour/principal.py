@@ -1,5 +1,9 @@
 """Online anomaly scoring of principals (users, agents, service credentials) on their LLM calls."""
 
+# Per-event code: a conditional expression instead of the built-in max/min of two floats (a call
+# costs ~0.1 us on CPython 3.11, more than the comparison).
+# ruff: noqa: FURB136, PLR1730
+
 from __future__ import annotations
 
 import functools
@@ -33,7 +37,7 @@ _TAU = 2 * math.pi / 24
 _FIELDS = (
     ("n", "I"), ("t", "d"), ("rate", "d"), ("alarm", "d"), ("refuse", "f"), ("hsin", "f"), ("hcos", "f"),
     *((f"mean_{f}", "f") for f in FEATURES), *((f"sq_{f}", "f") for f in FEATURES),
-    *(field for i in range(_SLOTS) for field in ((f"model{i}", "I"), (f"model{i}_seen", "d"))),
+    *((f"model{i}", "I") for i in range(_SLOTS)), *((f"model{i}_seen", "d") for i in range(_SLOTS)),
 )
 _INIT = tuple(-math.inf if name == "alarm" else 0 if code == "I" else 0.0 for name, code in _FIELDS)
 
@@ -44,12 +48,21 @@ _REFUSAL = re.compile(
 )
 
 
+# The ASCII characters a refusal can start with (whitespace, or i/s/a in any case: the first
+# letters of the phrases above); most answers start with another one and skip the regex.
+_REFUSAL_STARTS = frozenset(c for c in map(chr, range(128)) if re.match(r"(?i)[\sisa]", c))
+
+
 def is_refusal(event: PromptEvent) -> bool:
     """A refusal or an empty answer (an error) from the model: what a prober or a broken
     automation produces in bulk."""
-    if not event.response:
+    response = event.response
+    if not response:
         return event.output_tokens == 0
-    return _REFUSAL.match(event.response, 0, 200) is not None
+    first = response[0]
+    if first < "\x80" and first not in _REFUSAL_STARTS:
+        return False
+    return _REFUSAL.match(response, 0, 200) is not None
 
 
 @functools.lru_cache(maxsize=4096)  # a pure function of the few model names
@@ -184,6 +197,9 @@ class PrincipalAnomalyDetector(PromptDetector):
         self._hst = HalfSpaceTrees(_HST_FEATURES, n_trees=self.n_trees, height=self.height,
                                    window_size=self.window_size, seed=self.seed)
         self._seen = 0  # post-warm-up events, for the HST's learning subsample
+        # A hair under min_z^2: d^2 < gate * var proves |d / sqrt(var)| < min_z despite rounding
+        # (-1 when min_z <= 0: every event must then be judged on its z-scores).
+        self._gate = self.min_z**2 * (1 - 1e-9) if self.min_z > 0 else -1.0
 
     def row(self, principal: str) -> dict[str, float] | None:
         """A principal's state by field name (for inspection), or ``None``."""
@@ -191,71 +207,103 @@ class PrincipalAnomalyDetector(PromptDetector):
         return None if slot < 0 else self._rows.row(slot)
 
     def check(self, event: PromptEvent) -> list[Finding]:
-        # The six features are spelled out (v0..v5, mean m0..m5, mean square q0..q5) rather than
-        # looped over: this runs for every prompt, and on Python 3.11 a comprehension per vector
-        # cost more than the arithmetic.
+        # This runs for every prompt, so it is written for CPython's speed: the row and the six
+        # features are spelled out (v0..v5, mean m0..m5, mean square q0..q5, model slots h0..h5
+        # last seen s0..s5) rather than looped over, and max/min of two floats are conditional
+        # expressions (each built-in call cost more than the arithmetic). Every expression keeps
+        # the operands and order of the plain formula, so the results are the same floats.
         now = event.timestamp.timestamp()
         rows = self._rows
         offset = self._states.slot(event.principal, now) * rows.size
         (n, t, rate, alarm, refuse, hsin, hcos, m0, m1, m2, m3, m4, m5, q0, q1, q2, q3, q4, q5,
-         *models) = rows.unpack(rows.buffer, offset)
-        first = n == 0
-        # Requests per window: an exponentially decayed count.
-        rate = rate * math.exp(-(0.0 if first else max(0.0, now - t)) / self.rate_window) + 1.0
-        t = now if first else max(now, t)
-        # Distinct models: a few (hash, last seen) slots; the least recent slot is recycled.
-        hashes, seen = models[::2], models[1::2]
-        h = _model_hash(event.request_model)
-        horizon = max(now - self.models_window, 1e-300)  # empty slots have seen 0
-        if h in hashes:
-            i = hashes.index(h)
-            seen[i] = max(now, seen[i])
-            distinct = 0
+         h0, h1, h2, h3, h4, h5, s0, s1, s2, s3, s4, s5) = rows.unpack(rows.buffer, offset)
+        if n == 0:
+            rate, t = 1.0, now
         else:
+            # Requests per window: an exponentially decayed count.
+            elapsed = now - t
+            rate = rate * math.exp(-(elapsed if elapsed > 0.0 else 0.0) / self.rate_window) + 1.0
+            if now > t:
+                t = now
+        # Distinct models: a few (hash, last seen) slots; the least recent slot is recycled.
+        h = _model_hash(event.request_model)
+        horizon = now - self.models_window
+        if 1e-300 > horizon:
+            horizon = 1e-300  # empty slots have seen 0
+        distinct = 0
+        if h == h0:
+            s0 = s0 if s0 > now else now
+        elif h == h1:
+            s1 = s1 if s1 > now else now
+        elif h == h2:
+            s2 = s2 if s2 > now else now
+        elif h == h3:
+            s3 = s3 if s3 > now else now
+        elif h == h4:
+            s4 = s4 if s4 > now else now
+        elif h == h5:
+            s5 = s5 if s5 > now else now
+        else:
+            hashes, seen = [h0, h1, h2, h3, h4, h5], [s0, s1, s2, s3, s4, s5]
             i = seen.index(min(seen))
             distinct = 1 if seen[i] >= horizon else 0  # the recycled slot's old model still counts
-            hashes[i], seen[i] = h, max(now, 1e-9)
-        for x in seen:
-            if x >= horizon:
-                distinct += 1
-        distinct = min(distinct, _SLOTS)
+            hashes[i], seen[i] = h, (now if now > 1e-9 else 1e-9)
+            h0, h1, h2, h3, h4, h5 = hashes
+            s0, s1, s2, s3, s4, s5 = seen
+        distinct += ((s0 >= horizon) + (s1 >= horizon) + (s2 >= horizon) + (s3 >= horizon)
+                     + (s4 >= horizon) + (s5 >= horizon))
+        if distinct > _SLOTS:
+            distinct = _SLOTS
         refused = 1.0 if is_refusal(event) else 0.0
-        refuse = refused if first else 0.8 * refuse + 0.2 * refused
-        v0, v1, v2 = math.log1p(rate), math.log1p(event.input_tokens), math.log1p(event.output_tokens)
-        v3, v4, v5 = math.log1p(len(event.prompt)), float(distinct), refuse
+        refuse = refused if n == 0 else 0.8 * refuse + 0.2 * refused
+        log1p = math.log1p
+        v0, v1, v2 = log1p(rate), log1p(event.input_tokens), log1p(event.output_tokens)
+        v3, v4, v5 = log1p(len(event.prompt)), float(distinct), refuse
         hour = (now % 86400.0) / 3600.0
         hs, hc = math.sin(_TAU * hour), math.cos(_TAU * hour)
         findings: list[Finding] = []
         anomalous = False
         if n >= self.warmup:
             f0, f1, f2, f3, f4, f5 = _FLOOR2
-            sqrt = math.sqrt
-            zs = ((v0 - m0) / sqrt(max(q0 - m0 * m0, f0)), (v1 - m1) / sqrt(max(q1 - m1 * m1, f1)),
-                  (v2 - m2) / sqrt(max(q2 - m2 * m2, f2)), (v3 - m3) / sqrt(max(q3 - m3 * m3, f3)),
-                  (v4 - m4) / sqrt(max(q4 - m4 * m4, f4)), (v5 - m5) / sqrt(max(q5 - m5 * m5, f5)))
-            anomalous = max(max(zs), -min(zs)) >= self.min_z
+            w0, w1, w2 = q0 - m0 * m0, q1 - m1 * m1, q2 - m2 * m2
+            w3, w4, w5 = q3 - m3 * m3, q4 - m4 * m4, q5 - m5 * m5
+            w0, w1, w2 = (f0 if f0 > w0 else w0), (f1 if f1 > w1 else w1), (f2 if f2 > w2 else w2)
+            w3, w4, w5 = (f3 if f3 > w3 else w3), (f4 if f4 > w4 else w4), (f5 if f5 > w5 else w5)
+            d0, d1, d2, d3, d4, d5 = v0 - m0, v1 - m1, v2 - m2, v3 - m3, v4 - m4, v5 - m5
             self._seen += 1
             # Score only what the z-gate lets through (scoring walks the trees in Python) and
             # learn the population from one post-warm-up event in `learn_every`.
             learn = self._seen % self.learn_every == 0
-            due = anomalous and now - alarm >= self.cooldown
-            if learn or due:
-                norm = math.hypot(hsin, hcos)
-                # 0 = at the usual hour, 1 = opposite; scaled by how regular the principal's hours are.
-                hour_dev = 0.5 * (norm - (hs * hsin + hc * hcos)) if norm > 0 else 0.0
-                x = [0.5 + 0.5 * math.tanh(z / 4.0) for z in zs]
-                x += (hour_dev, 0.5 + 0.5 * hs, 0.5 + 0.5 * hc)
-                if due:
-                    score = self._hst.score_one(x)
-                    if score >= self.threshold:
-                        alarm = now
-                        findings.append(self._finding(event, (m0, m1, m2, m3, m4, m5),
-                                                      (v0, v1, v2, v3, v4, v5), zs, score))
-                if learn:
-                    self._hst.learn_one(x)
+            c = self._gate
+            # The z-scores are needed to learn, or when the gate may open: d^2 < c w (c a hair
+            # under min_z^2) proves every |z| < min_z without the six square roots.
+            if learn or not (d0 * d0 < c * w0 and d1 * d1 < c * w1 and d2 * d2 < c * w2
+                             and d3 * d3 < c * w3 and d4 * d4 < c * w4 and d5 * d5 < c * w5):
+                sqrt = math.sqrt
+                zs = (d0 / sqrt(w0), d1 / sqrt(w1), d2 / sqrt(w2), d3 / sqrt(w3), d4 / sqrt(w4),
+                      d5 / sqrt(w5))
+                anomalous = max(max(zs), -min(zs)) >= self.min_z
+                due = anomalous and now - alarm >= self.cooldown
+                if learn or due:
+                    norm = math.hypot(hsin, hcos)
+                    # 0 = at the usual hour, 1 = opposite; scaled by how regular the principal's hours are.
+                    hour_dev = 0.5 * (norm - (hs * hsin + hc * hcos)) if norm > 0 else 0.0
+                    tanh = math.tanh
+                    z0, z1, z2, z3, z4, z5 = zs
+                    x = [0.5 + 0.5 * tanh(z0 / 4.0), 0.5 + 0.5 * tanh(z1 / 4.0), 0.5 + 0.5 * tanh(z2 / 4.0),
+                         0.5 + 0.5 * tanh(z3 / 4.0), 0.5 + 0.5 * tanh(z4 / 4.0), 0.5 + 0.5 * tanh(z5 / 4.0),
+                         hour_dev, 0.5 + 0.5 * hs, 0.5 + 0.5 * hc]
+                    if due:
+                        score = self._hst.score_one(x)
+                        if score >= self.threshold:
+                            alarm = now
+                            findings.append(self._finding(event, (m0, m1, m2, m3, m4, m5),
+                                                          (v0, v1, v2, v3, v4, v5), zs, score))
+                    if learn:
+                        self._hst.learn_one(x)
         # Learn the principal's baseline (slower while it looks anomalous, so a burst does not
         # instantly become its own normal).
-        if first:
+        if n == 0:
             m0, m1, m2, m3, m4, m5 = v0, v1, v2, v3, v4, v5
             q0, q1, q2, q3, q4, q5 = v0 * v0, v1 * v1, v2 * v2, v3 * v3, v4 * v4, v5 * v5
             hsin, hcos = hs, hc
@@ -267,9 +315,8 @@ class PrincipalAnomalyDetector(PromptDetector):
             q0, q1, q2, q3, q4, q5 = (b * q0 + a * v0 * v0, b * q1 + a * v1 * v1, b * q2 + a * v2 * v2,
                                       b * q3 + a * v3 * v3, b * q4 + a * v4 * v4, b * q5 + a * v5 * v5)
             hsin, hcos = b * hsin + a * hs, b * hcos + a * hc
-        models[::2], models[1::2] = hashes, seen
-        rows.pack(rows.buffer, offset, min(n + 1, 0xFFFFFFFF), t, rate, alarm, refuse, hsin, hcos,
-                  m0, m1, m2, m3, m4, m5, q0, q1, q2, q3, q4, q5, *models)
+        rows.pack(rows.buffer, offset, n + 1 if n < 0xFFFFFFFF else n, t, rate, alarm, refuse, hsin, hcos,
+                  m0, m1, m2, m3, m4, m5, q0, q1, q2, q3, q4, q5, h0, h1, h2, h3, h4, h5, s0, s1, s2, s3, s4, s5)
         return findings
 
     def _finding(self, event: PromptEvent, means: tuple[float, ...], values: tuple[float, ...],

@@ -106,6 +106,10 @@ class DenialOfWalletDetector(PromptDetector):
     def _reset(self) -> None:
         self._states = self.store if self.store is not None else SlotStore(self.capacity, self.ttl)
         self._rows = self._states.table(_FIELDS, _INIT)
+        # The lowest alarm level `limit` can return (it is at least min_tokens once learned, and
+        # absolute_limit while learning or as a cap; no limit at all when both are off).
+        self._floor = (self.min_tokens if self.absolute_limit is None
+                       else min(self.min_tokens, self.absolute_limit))
 
     def limit(self, n: int, mean: float, sq: float) -> float | None:
         """The alarm level of a principal with ``n`` closed windows and these moments, or
@@ -134,11 +138,13 @@ class DenialOfWalletDetector(PromptDetector):
             start, tokens = window_start, 0.0
         # (a late event for an older window counts in the current one: spend is spend)
         tokens += event.input_tokens + event.output_tokens
-        level = self.limit(n, mean, sq)
         findings: list[Finding] = []
-        if level is not None and tokens > level and alarm < start:
-            alarm = now
-            findings.append(self._finding(event, tokens, n, mean, sq, level))
+        # No limit is below `_floor`, so most events skip computing theirs.
+        if tokens > self._floor and alarm < start:
+            level = self.limit(n, mean, sq)
+            if level is not None and tokens > level:
+                alarm = now
+                findings.append(self._finding(event, tokens, n, mean, sq, level))
         rows.pack(rows.buffer, offset, start, tokens, n, mean, sq, alarm)
         return findings
 
