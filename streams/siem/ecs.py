@@ -117,29 +117,43 @@ def _parse_time(value: Any) -> datetime | None:
 
 def _prune(value: Any) -> Any:
     """Drop None, empty strings and empty containers, keeping 0 and False."""
-    if isinstance(value, dict):
+    # The commonest types are tested by identity first: this runs over every document
+    # (it was ~40% of the ECS mapping's time with isinstance on every value, py-spy).
+    kind = type(value)
+    if kind is dict or (kind is not list and kind is not tuple and isinstance(value, dict)):
         pruned: dict[str, Any] = {}
         for key, item in value.items():
-            if isinstance(item, (dict, list, tuple)):
-                item = _prune(item)
-                if not item:
-                    continue
-            elif item is None or item == "":
-                continue
-            pruned[key] = item
+            kept = _pruned_item(item)
+            if kept is not _DROP:
+                pruned[key] = kept
         return pruned
-    if isinstance(value, (list, tuple)):
+    if kind is list or kind is tuple or isinstance(value, (list, tuple)):
         items: list[Any] = []
         for item in value:
-            if isinstance(item, (dict, list, tuple)):
-                item = _prune(item)
-                if not item:
-                    continue
-            elif item is None or item == "":
-                continue
-            items.append(item)
+            kept = _pruned_item(item)
+            if kept is not _DROP:
+                items.append(kept)
         return items
     return value
+
+
+_DROP = object()
+_SCALARS = frozenset({int, float, bool, datetime})
+
+
+def _pruned_item(item: Any) -> Any:
+    """``item`` pruned, or ``_DROP`` when ``_prune`` leaves it out of its container."""
+    kind = type(item)
+    if kind is str:
+        return item if item else _DROP
+    if item is None:
+        return _DROP
+    if kind in _SCALARS:
+        return item
+    if isinstance(item, (dict, list, tuple)):
+        item = _prune(item)
+        return item if item else _DROP
+    return _DROP if item == "" else item
 
 
 @functools.lru_cache(maxsize=4096)  # client addresses repeat; parsing is the costliest step
@@ -331,8 +345,13 @@ def _as_dict(record: Any) -> dict[str, Any]:
     raise TypeError(f"cannot map a {type(record).__name__} to ECS: expected a Struct, dataclass or dict")
 
 
+_BUILTIN_SCALARS = frozenset({str, int, float, bool, type(None), datetime})
+
+
 def _builtin(value: Any) -> Any:
     # Nested Structs/dataclasses/enums become plain JSON-ready values; datetimes stay datetimes.
+    if type(value) in _BUILTIN_SCALARS:  # most fields: to_builtins would return them unchanged
+        return value
     return msgspec.to_builtins(value, builtin_types=(datetime,))
 
 
@@ -385,6 +404,23 @@ def record_to_ecs(
     ``aisoar.unmapped_fields`` and their values dropped.
     """
     data = {key: _builtin(value) for key, value in _as_dict(record).items()}
+    return _map_record(data, kind=kind, id_keys=id_keys, event=event, extra=extra, known_keys=known_keys,
+                       time_keys=time_keys, prune=True)
+
+
+def _map_record(
+    data: dict[str, Any],
+    *,
+    kind: Kind,
+    id_keys: tuple[str, ...],
+    event: Mapping[str, Any] | None,
+    extra: Mapping[str, Any] | None,
+    known_keys: Iterable[str],
+    time_keys: tuple[str, ...],
+    prune: bool,
+) -> EcsDocument:
+    """:func:`record_to_ecs` of a record already made builtins (``data``); unpruned when
+    the caller edits the source and prunes it once itself."""
     ident = _first(data, id_keys)
     if ident is None:
         # No id: a digest of the record, so a replay still overwrites its document.
@@ -467,7 +503,7 @@ def record_to_ecs(
         _merge(source["event"], event)
     if extra:
         _merge(source, extra)
-    return EcsDocument(kind, ident, timestamp, _prune(source))
+    return EcsDocument(kind, ident, timestamp, _prune(source) if prune else source)
 
 
 _INCIDENT_ID_KEYS = ("id", "incident_id")
@@ -475,6 +511,9 @@ _INCIDENT_KEYS = (
     "finding_ids", "finding_count", "correlation_key", "key", "group_key", "assignee", "opened_at", "rule_ids",
     "revision",
 )  # fmt: skip
+
+
+_INCIDENT_TIME_KEYS = ("first_seen", "created_at", "opened_at", "@timestamp", "timestamp")
 
 
 def incident_to_ecs(incident: Any) -> EcsDocument:
@@ -507,13 +546,15 @@ def incident_to_ecs(incident: Any) -> EcsDocument:
     }
     # first_seen before any "timestamp": @timestamp must not move when the incident grows,
     # since it picks the (time-bucketed) index and a moved document would be a duplicate.
-    return record_to_ecs(
+    return _map_record(
         data,
         kind="incident",
         id_keys=_INCIDENT_ID_KEYS,
+        event=None,
         extra=extra,
         known_keys=_INCIDENT_KEYS,
-        time_keys=("first_seen", "created_at", "opened_at", "@timestamp", "timestamp"),
+        time_keys=_INCIDENT_TIME_KEYS,
+        prune=True,
     )
 
 
@@ -597,11 +638,13 @@ def action_to_ecs(action: Any) -> EcsDocument:
         # A person who approved or denied is someone an analyst pivots on; the policy engine is not.
         "related": {"user": [str(actor)] if actor is not None and actor != _SYSTEM_ACTOR else []},
     }
-    doc = record_to_ecs(data, kind="action", id_keys=_ACTION_ID_KEYS, event=event, extra=extra, known_keys=_ACTION_KEYS)
+    doc = _map_record(data, kind="action", id_keys=_ACTION_ID_KEYS, event=event, extra=extra,
+                      known_keys=_ACTION_KEYS, time_keys=_TIME_KEYS, prune=False)
     source = doc.source
-    if error is not None and "outcome" not in source["event"]:
-        source["event"]["outcome"] = "failure"
-    source["event"].setdefault("outcome", "unknown")
+    event = source["event"]
+    if event.get("outcome") in (None, ""):  # not pruned yet: that is done once, below
+        event.pop("outcome", None)
+        event["outcome"] = "failure" if error is not None else "unknown"
     return doc._replace(source=_prune(source))
 
 
