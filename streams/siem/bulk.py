@@ -2,7 +2,7 @@
 
 Actions are dicts in the helpers' shape: ``_index``, ``_id``, optional
 ``_op_type`` (``index``, ``create``, ``update``, ``delete``) and ``_source`` (or
-the remaining keys as the document). They are serialised to NDJSON with msgspec
+the remaining keys as the document; ``bytes`` are taken as the document's JSON, sent as is). They are serialised to NDJSON with msgspec
 and sent in chunks bounded by count and by bytes. Each document yields
 ``(ok, item)``, ``item`` in the ``_bulk`` response shape
 (``{"index": {"_index", "_id", "status", "error"?}}``) plus the attempts made.
@@ -204,11 +204,18 @@ def _prepare(action: Mapping[str, Any]) -> _Doc:
     lines = _ENCODER.encode({op: header}) + b"\n"
     if op != "delete":
         source = action["_source"] if "_source" in action else {k: v for k, v in action.items() if k not in _META_KEYS}
+        if isinstance(source, bytes):  # already JSON (the sink encodes each document once, to size it)
+            lines += source + b"\n"
+            return _Doc(op, action.get("_index"), _id_of(action), lines)
         if op == "update" and "doc" not in source and "script" not in source:
             source = {"doc": source}
         lines += _ENCODER.encode(source) + b"\n"
+    return _Doc(op, action.get("_index"), _id_of(action), lines)
+
+
+def _id_of(action: Mapping[str, Any]) -> str | None:
     doc_id = action.get("_id")
-    return _Doc(op, action.get("_index"), str(doc_id) if doc_id is not None else None, lines)
+    return str(doc_id) if doc_id is not None else None
 
 
 def _chunks(docs: Iterable[_Doc], chunk_size: int, max_chunk_bytes: int) -> Iterator[list[_Doc]]:

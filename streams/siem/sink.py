@@ -68,7 +68,7 @@ class _Pending:
     doc: EcsDocument
     index: str
     record: Any
-    size: int
+    body: bytes  # the document's JSON, encoded once (its size bounds the buffer; sent as is)
 
 
 class SiemSink:
@@ -155,6 +155,20 @@ class SiemSink:
         A failing threshold flush is logged and its documents kept, never raised here,
         so a record is never buffered twice.
         """
+        self.put(kind, record)
+        if self.due():
+            try:
+                return await self.flush()
+            except SinkError:
+                return None  # kept; the caller's own flush() reports the failure
+        return None
+
+    def put(self, kind: Kind, record: Any) -> None:
+        """Map ``record`` to ECS and buffer it, never flushing: for a caller that flushes
+        itself (the index stage, which sends one batch while it maps the next).
+
+        Raises :class:`SinkError` only when the record was *not* buffered (buffer full).
+        """
         if len(self._buffer) >= self.max_buffer_docs:
             raise SinkError(f"SIEM sink buffer full ({len(self._buffer)} documents): the SIEM is not accepting")
         try:
@@ -166,20 +180,12 @@ class SiemSink:
             self._unmappable.append(
                 Rejected(kind, record, "", "", 0, {"type": "ecs_mapping_error", "reason": str(exc)[:500]})
             )
-            return None
-        size = len(_ENCODER.encode(doc.source)) + 128  # + the action line
-        self._buffer.append(
-            _Pending(doc, self.layout.index(doc.kind, doc.timestamp, now=self.wall_clock()), record, size)
-        )
-        self._bytes += size
+            return
+        body = _ENCODER.encode(doc.source)
+        self._buffer.append(_Pending(doc, self.layout.index(doc.kind, doc.timestamp, now=self.wall_clock()), record, body))
+        self._bytes += len(body) + 128  # + the action line
         if self._oldest is None:
             self._oldest = self.clock()
-        if self.due():
-            try:
-                return await self.flush()
-            except SinkError:
-                return None  # kept; the caller's own flush() reports the failure
-        return None
 
     async def flush_if_due(self) -> FlushResult | None:
         """Flush if a threshold is reached; for the agent's periodic timer."""
@@ -203,7 +209,7 @@ class SiemSink:
             # updated twice between flushes is sent once).
             latest = {(pending.index, pending.doc.id): pending for pending in batch}
             actions = (
-                {"_op_type": "index", "_index": index, "_id": doc_id, "_source": pending.doc.source}
+                {"_op_type": "index", "_index": index, "_id": doc_id, "_source": pending.body}
                 for (index, doc_id), pending in latest.items()
             )
             indexed = 0

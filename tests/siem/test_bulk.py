@@ -278,3 +278,13 @@ def test_make_client_auth_and_tls(tmp_path: Any) -> None:
         assert seen["verify"] is False
     finally:
         httpx.AsyncClient.__init__ = original  # type: ignore[method-assign]
+
+
+async def test_source_given_as_bytes_is_sent_as_is(fake_bulk: FakeBulk) -> None:
+    encoded = msgspec.json.encode({"n": 1, "text": "é"})
+    async with fake_bulk.client() as client:
+        results = await collect(client, [{"_index": "i", "_id": "a", "_source": encoded}, *actions(1)])
+    assert [ok for ok, _ in results] == [True, True]
+    lines = fake_bulk.bodies[0].split(b"\n")
+    assert lines[:2] == [b'{"index":{"_index":"i","_id":"a"}}', encoded]
+    assert fake_bulk.calls[0][0][1] == {"n": 1, "text": "é"}

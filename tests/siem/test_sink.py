@@ -8,11 +8,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from aisoar.errors import SinkError
 from aisoar.events import dead_letter
-from streams.siem import FlushResult, IndexLayout, SiemSink
+from streams.siem import FlushResult, IndexLayout, SiemSink, to_ecs
 
 from .conftest import FakeBulk, Sleeps, make_finding
 
@@ -223,3 +224,17 @@ async def test_unmappable_record_is_rejected_not_raised(fake_bulk: FakeBulk) -> 
     assert await sink.flush() == FlushResult()
     assert await sink.add("incident", bad) is None
     assert (await sink.flush()).rejected[0].record is bad  # also without any document to send
+
+
+async def test_put_buffers_without_flushing_and_flush_sends_the_encoded_documents(fake_bulk: FakeBulk) -> None:
+    sink = SiemSink(fake_bulk.client(), wall_clock=NOW, max_docs=2, max_age=0, max_buffer_docs=3)
+    for n in range(3):
+        sink.put("finding", make_finding(n))  # past max_docs and max_age: put never sends
+    assert fake_bulk.calls == [] and len(sink) == 3 and sink.due()
+    with pytest.raises(SinkError):
+        sink.put("finding", make_finding(3))  # full: refused, not buffered
+    assert len(sink) == 3
+    result = await sink.flush()
+    assert result == FlushResult(indexed=3)
+    sent = [source for call in fake_bulk.calls for _, source in call]
+    assert sent == [json.loads(msgspec.json.encode(to_ecs("finding", make_finding(n)).source)) for n in range(3)]
