@@ -92,6 +92,11 @@ class WorkerSettings(_Section):
     web_port: int = 6066
     batch_max: int = 1000
     batch_within_s: float = 0.05
+    # Containment first (streams/detect.py): detection pauses while more records than this
+    # wait for fan-out, correlation and respond in this worker (0: never pause) ...
+    containment_backlog_max: int = 64
+    # ... for at most this long per pause, so detection (and the SIEM) never stops for good.
+    containment_max_pause_s: float = 0.25
     policy_dir: str | None = None  # overrides the shipped detector policy files
     log_format: Literal["json", "text"] = "json"
 

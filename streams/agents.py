@@ -124,12 +124,36 @@ if settings.worker.processing_guarantee == "exactly_once":
     detect_stage: DetectStage | None = None
 else:
     # At-least-once (the default): the leaner batch consumer of streams/detect.py (why: its docstring).
-    detect_stage = DetectStage(settings, lambda: runtime.pipeline)
+    detect_stage = DetectStage(settings, lambda: runtime.pipeline, containment_backlog=lambda: containment_backlog())
 
     @app.task
     async def run_detect_stage() -> None:
         assert detect_stage is not None
         await detect_stage.run()
+
+
+def containment_backlog() -> int:
+    """Records this worker's containment agents (fan-out, correlate, respond) have yet to
+    take: on their assigned partitions past the offset Faust last handed to a stream, plus
+    those waiting in the streams' queues. The detect stage waits while it is high
+    (streams/detect.py). Faust's consumer fetches on a thread of its own: under load the
+    backlog is mostly still in Kafka, so the queues alone would not show it."""
+    consumer = app.consumer
+    total = 0
+    topics = {findings_topic.get_topic_name(), security_topic.get_topic_name(),
+              correlate_topic.get_topic_name(), incidents_topic.get_topic_name()}
+    for tp in consumer.assignment():
+        if tp.topic in topics:
+            highwater, read = consumer.highwater(tp), consumer._read_offset[tp]
+            if highwater is not None and read is not None:
+                total += max(0, highwater - read - 1)
+    for agent in (fan_out_findings, fan_out_security, correlate, respond_to_incidents):
+        for actor in list(agent._actors):  # Faust keeps no public list of an agent's streams
+            total += actor.stream.channel.queue.qsize()
+    return total
+
+
+metrics.CONTAINMENT_BACKLOG.set_function(metrics.or_minus_one(containment_backlog))
 
 
 def _in_order() -> InOrder:

@@ -12,6 +12,17 @@ once, and the batch's offsets committed after the broker acknowledged every one
 of them. The stage keeps no Kafka-backed state (the behaviour detectors hold
 theirs in memory, as in the agent), so it needs nothing from Faust's tables.
 
+Containment first. Detection shares the worker's event loop (one core) with the
+Faust agents that turn findings into contained incidents (fan-out, correlate,
+respond). A CPU-bound batch yields every ``_YIELD_EVERY`` records, but then only
+for one step of each agent: under more load than the worker can take, the agents
+fell minutes behind while detection ran ahead (at 5,000 events/s a finding took
+30-80 s per hop to reach respond; bench/README.md). So while more than
+``worker.containment_backlog_max`` records wait in those agents' queues, the
+stage pauses (at most ``worker.containment_max_pause_s`` at a time) and the input
+waits in Kafka, which is durable; the metric
+``aisoar_detect_paused_seconds_total`` counts the pauses.
+
 Guarantee: at-least-once, as the rest of the worker. A crash between the
 produce acknowledgements and the commit replays the batch; findings have
 deterministic ids, which correlation and the SIEM (document ``_id``) dedupe.
@@ -67,8 +78,11 @@ def correlation_key(finding: Finding) -> bytes:
 class DetectStage:
     """Consume ``ai.prompts`` and ``ai.inference`` in batches; produce findings and dead letters."""
 
-    def __init__(self, settings: Settings, pipeline: Callable[[], Pipeline]) -> None:
+    def __init__(self, settings: Settings, pipeline: Callable[[], Pipeline],
+                 containment_backlog: Callable[[], int] | None = None) -> None:
         self.settings = settings
+        #: Records waiting for this worker's containment agents (None: never pause).
+        self.containment_backlog = containment_backlog
         self._pipeline = pipeline  # built on start: compiling the detectors takes seconds
         self.pipeline: Pipeline | None = None
         t = settings.topics
@@ -131,6 +145,7 @@ class DetectStage:
         assert self.consumer is not None and self.producer is not None and self.pipeline is not None
         pipeline, perf = self.pipeline, time.perf_counter
         acks: list[asyncio.Future[Any]] = []
+        await self.make_way()
         try:
             n = 0
             for tp, records in batches.items():
@@ -148,7 +163,7 @@ class DetectStage:
                         acks.extend(await self._send_findings(outcome.findings))
                     n += 1
                     if n % _YIELD_EVERY == 0:
-                        await asyncio.sleep(0)
+                        await self.make_way()
             if acks:
                 await asyncio.gather(*acks)
         except KafkaError as exc:
@@ -164,6 +179,26 @@ class DetectStage:
             # A rebalance moved partitions away meanwhile: their new owner processes the batch
             # again from the last commit (at-least-once; duplicates are recognised downstream).
             log.warning("detect stage commit skipped after a rebalance (%s)", type(exc).__name__)
+
+    async def make_way(self) -> None:
+        """Yield to the event loop; while containment is behind, wait for it (bounded)."""
+        await asyncio.sleep(0)
+        backlog, limit = self.containment_backlog, self.settings.worker.containment_backlog_max
+        if backlog is None or limit <= 0:
+            return
+        try:
+            if backlog() <= limit:
+                return
+        except Exception as exc:  # noqa: BLE001 -- e.g. Faust internals moved: detect on, unpaused
+            log.warning("containment backlog unreadable (%s); the detect stage no longer pauses for it",
+                        type(exc).__name__)
+            self.containment_backlog = None
+            return
+        started = time.monotonic()
+        deadline = started + self.settings.worker.containment_max_pause_s
+        while backlog() > limit and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        metrics.DETECT_PAUSED_SECONDS.inc(time.monotonic() - started)
 
     async def _send_findings(self, findings: list[Finding]) -> list[asyncio.Future[Any]]:
         assert self.producer is not None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from collections.abc import Callable
+
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "ACTIONS",
+    "CONTAINMENT_BACKLOG",
     "DEAD_LETTERS",
+    "DETECT_PAUSED_SECONDS",
     "DETECT_SECONDS",
     "EVENTS_IN",
     "EVENTS_OUT",
@@ -28,6 +32,14 @@ DETECT_SECONDS = Histogram(
     "aisoar_detect_seconds", "Detection time per record", ["kind"],
     buckets=(1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1),
 )
+DETECT_PAUSED_SECONDS = Counter(
+    "aisoar_detect_paused_seconds_total",
+    "Time the detect stage waited for fan-out, correlation and respond to catch up (containment first)",
+)
+CONTAINMENT_BACKLOG = Gauge(
+    "aisoar_containment_backlog",
+    "Records fetched for fan-out, correlation and respond and not yet taken (-1: unknown)",
+)
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 MTTD_SECONDS = Histogram("aisoar_mttd_seconds", "Event time to finding emitted", buckets=_LATENCY_BUCKETS)
 MTTC_SECONDS = Histogram("aisoar_mttc_seconds", "Event time to containment action done", buckets=_LATENCY_BUCKETS)
@@ -37,3 +49,15 @@ def reason_label(reason: str) -> str:
     """A low-cardinality label for a dead-letter reason."""
     head = reason.split(":", 1)[0]
     return head[:40]
+
+
+def or_minus_one(read: Callable[[], int]) -> Callable[[], float]:
+    """``read`` for a gauge's ``set_function``: -1 instead of an exception at scrape time."""
+
+    def safe() -> float:
+        try:
+            return float(read())
+        except Exception:  # noqa: BLE001 -- a scrape must not fail on one gauge
+            return -1.0
+
+    return safe

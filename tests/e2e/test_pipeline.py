@@ -126,6 +126,10 @@ def test_secrets_are_found_malformed_records_dead_lettered_nothing_lost(start_wo
                if line.startswith("aisoar_dead_letters_total{"))
     assert dead == len(MALFORMED)
     assert 'aisoar_findings_total{rule="secret.github_token",severity="high"}' in metrics
+    # Containment first (streams/detect.py): the backlog the detect stage waits on is readable
+    # from Faust's agents in a real worker (-1 would mean it is not, and detection never pauses).
+    backlog = [line for line in metrics.splitlines() if line.startswith("aisoar_containment_backlog ")]
+    assert backlog and float(backlog[0].split()[1]) >= 0, backlog
 
 
 def test_drift_after_a_mean_shift_and_none_on_a_stationary_stream(start_worker) -> None:
