@@ -133,21 +133,22 @@ else:
 
 
 def containment_backlog() -> int:
-    """Records this worker's containment agents (fan-out, correlate, respond) have yet to
-    take: on their assigned partitions past the offset Faust last handed to a stream, plus
-    those waiting in the streams' queues. The detect stage waits while it is high
-    (streams/detect.py). Faust's consumer fetches on a thread of its own: under load the
-    backlog is mostly still in Kafka, so the queues alone would not show it."""
+    """Records this worker's fan-out and correlate agents have yet to take: on their
+    assigned partitions past the offset Faust last handed to a stream, plus those waiting
+    in the streams' queues. The detect stage waits while it is high (streams/detect.py).
+    Faust's consumer fetches on a thread of its own: under load the backlog is mostly
+    still in Kafka, so the queues alone would not show it. Respond is left out: it waits
+    on the identity server, registry and on-call, and their outage must not slow detection."""
     consumer = app.consumer
     total = 0
     topics = {findings_topic.get_topic_name(), security_topic.get_topic_name(),
-              correlate_topic.get_topic_name(), incidents_topic.get_topic_name()}
+              correlate_topic.get_topic_name()}
     for tp in consumer.assignment():
         if tp.topic in topics:
             highwater, read = consumer.highwater(tp), consumer._read_offset[tp]
             if highwater is not None and read is not None:
                 total += max(0, highwater - read - 1)
-    for agent in (fan_out_findings, fan_out_security, correlate, respond_to_incidents):
+    for agent in (fan_out_findings, fan_out_security, correlate):
         for actor in list(agent._actors):  # Faust keeps no public list of an agent's streams
             total += actor.stream.channel.queue.qsize()
     return total

@@ -18,10 +18,11 @@ respond). A CPU-bound batch yields every ``_YIELD_EVERY`` records, but then only
 for one step of each agent: under more load than the worker can take, the agents
 fell minutes behind while detection ran ahead (at 5,000 events/s a finding took
 30-80 s per hop to reach respond; bench/README.md). So while more than
-``worker.containment_backlog_max`` records wait in those agents' queues, the
-stage pauses (at most ``worker.containment_max_pause_s`` at a time) and the input
-waits in Kafka, which is durable; the metric
-``aisoar_detect_paused_seconds_total`` counts the pauses.
+``worker.containment_backlog_max`` records wait for fan-out and correlation
+(respond is left out: it waits on outside servers, whose outage must not slow
+detection; see ``streams.agents.containment_backlog``), the stage pauses, at
+most ``worker.containment_max_pause_s`` at a time, and the input waits in Kafka,
+which is durable; ``aisoar_detect_paused_seconds_total`` counts the pauses.
 
 Guarantee: at-least-once, as the rest of the worker. A crash between the
 produce acknowledgements and the commit replays the batch; findings have
