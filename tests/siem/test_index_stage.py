@@ -23,6 +23,7 @@ import msgspec
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from aisoar.config import KafkaSettings, Settings, SiemSettings, TopicSettings, WorkerSettings
 from aisoar.findings import Entities
@@ -144,7 +145,10 @@ async def _wait_committed(settings: Settings, total: int, timeout: float) -> dic
     """The group's committed offsets once they add up to ``total`` records."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        committed = await _committed(settings)
+        try:
+            committed = await _committed(settings)
+        except KafkaError:  # a fresh broker: the group coordinator is not elected yet
+            committed = {}
         if sum(committed.values()) == total:
             return committed
         if asyncio.get_running_loop().time() > deadline:
