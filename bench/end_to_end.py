@@ -11,7 +11,8 @@ SIEM indexer commits only after ``_bulk`` acknowledged). Figures:
 * ``eps_e2e`` = N / (... until every topic of the group, including the SIEM sink, is at zero lag);
 * ``eps_steady`` = slope of consumed records between 20% and 80% of N (excludes ramp-up);
 * ``eps_per_worker_cpu_s`` = N / CPU seconds of the worker processes over the run (psutil);
-* the lag series, the worker CPU share (psutil), and the findings count in the index.
+* the lag series (per internal topic, and the index stage's own group apart), the worker
+  CPU share (psutil), and the findings count in the index.
 
 ``python -m bench.end_to_end [--quick] [--events N] [--workers 1,2] [--stack-file F]``
 """
@@ -35,9 +36,11 @@ TARGET_EPS = 10_000
 
 async def _sample_lag(settings: Any, inputs: list[str], internal: list[str], n: int, t0: float,
                       produced: list[int], procs: list[Any], timeout: float, base: int = 0) -> dict[str, Any]:
+    from streams.index import index_group, indexed_topics
     from streams.lag import group_lag
 
     marker_slack = len(internal) * settings.topics.partitions
+    indexed = indexed_topics(settings) if settings.siem.url else []
 
     series: list[dict[str, Any]] = []
     t_inputs = t_all = None
@@ -55,11 +58,17 @@ async def _sample_lag(settings: Any, inputs: list[str], internal: list[str], n: 
         if dead:  # a worker exited (or was signalled by someone else): this run cannot finish
             series.append({"t": round(now, 2), "error": f"worker process(es) {dead} exited"})
             break
+        # The index stage's own lag (its consumer group, streams/index.py): the per-topic figures
+        # above are the larger of it and the Faust group's, so they cannot say which stage is behind.
+        try:
+            index_lag = sum((await group_lag(settings, index_group(settings), indexed)).values()) if indexed else None
+        except Exception:
+            index_lag = None
         in_lag = sum(lag.get(t, 0) for t in inputs)
         all_lag = sum(lag.values())
         cpu = [round(p.cpu_percent(None), 1) for p in procs]
         series.append({"t": round(now, 2), "produced": produced[0], "input_lag": in_lag, "internal_lag": all_lag - in_lag,
-                       "consumed": max(0, produced[0] - in_lag), "worker_cpu_pct": cpu,
+                       "consumed": max(0, produced[0] - in_lag), "worker_cpu_pct": cpu, "index_lag": index_lag,
                        # which stage is behind: findings (SIEM), .by-key (correlate), incidents (respond), ...
                        "internal_by_topic": {t.rsplit(".", 1)[-1] if not t.endswith("by-key") else "by-key": lag.get(t, 0)
                                              for t in internal}})
@@ -70,7 +79,9 @@ async def _sample_lag(settings: Any, inputs: list[str], internal: list[str], n: 
         if produced[0] >= n and all_lag - in_lag <= marker_slack and t_inputs is not None:
             t_all = now
             break
-    return {"series": series, "t_inputs": t_inputs, "t_all": t_all}
+    # exactly-once: transaction markers on the indexed topics are never committed past either
+    index_slack = len(indexed) * settings.topics.partitions if settings.worker.processing_guarantee == "exactly_once" else 0
+    return {"series": series, "t_inputs": t_inputs, "t_all": t_all, "index_slack": index_slack}
 
 
 def _steady(series: list[dict[str, Any]], n: int) -> float | None:
@@ -179,6 +190,9 @@ def session(state_file: Path, workdir: Path, counts: list[int], n: int, *, timeo
                 "eps_per_worker_cpu_s": round(n / cpu_s) if cpu_s > 0 else None,
                 "seconds_to_zero_lag": t_in,
                 "seconds_to_zero_lag_all": t_all,
+                # when the index stage last had a lag (it may finish before the Faust stages do)
+                "seconds_index_lag_last_nonzero": max((s["t"] for s in lag["series"]
+                                                       if (s.get("index_lag") or 0) > lag["index_slack"]), default=None),
                 "finished": t_in is not None,
                 "worker_start_s": round(ready, 1),
                 "max_input_lag": max((s.get("input_lag", 0) for s in lag["series"]), default=0),
