@@ -69,6 +69,7 @@ class _Binary:
         self.recent: float | None = None  # EW mean, fading 0.02 (as in _Continuous)
 
     def update(self, x: float) -> bool:
+        # (inlined in DriftDetector._monitor's loop over the class indicators: keep them alike)
         detector = self.detector
         detector.update(x)
         recent = self.recent
@@ -366,8 +367,13 @@ class DriftDetector(InferenceDetector):
         if event.predicted_class is not None and state.classes:
             classes = state.classes
             hit = state.class_of.get(event.predicted_class, classes[-1])
-            for indicator in classes:
-                if indicator.update(1.0 if indicator is hit else 0.0):
+            for indicator in classes:  # _Binary.update, inlined: one to nine per event
+                x = 1.0 if indicator is hit else 0.0
+                detector = indicator.detector
+                detector.update(x)
+                recent = indicator.recent
+                indicator.recent = x if recent is None else 0.02 * x + (1 - 0.02) * recent
+                if detector.drift_detected:
                     fired.append((indicator.signal, indicator.stream, indicator))
         if not fired:
             return []
