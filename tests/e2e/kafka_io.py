@@ -39,6 +39,9 @@ async def read_topic(settings: Settings, topic: str, *, expect: int | None = Non
         partitions = [TopicPartition(topic, p) for p in sorted(known or ())]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
+        # Without an expected count, read up to the end offsets seen now: one empty poll under
+        # load is not the end of the topic (it cut a read short at load 8-11).
+        ends = await consumer.end_offsets(partitions) if expect is None else {}
         records: list[Any] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -50,7 +53,7 @@ async def read_topic(settings: Settings, topic: str, *, expect: int | None = Non
                 for messages in (await consumer.getmany(timeout_ms=500)).values():
                     records.extend(messages)
                 break
-            if expect is None and not batch:
+            if expect is None and not batch and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
                 break
         return records
     finally:
