@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import msgspec
+
 from river import drift as river_drift
 from river import stats
 
@@ -126,7 +128,7 @@ class _VersionState:
 
 
 class _ModelNameState:
-    __slots__ = ("changed_at", "first_seen", "latest", "previous", "versions")
+    __slots__ = ("changed_at", "first_seen", "latest", "pending", "previous", "versions")
 
     def __init__(self) -> None:
         self.versions: dict[str, _Baseline | None] = {}  # last few versions, oldest first
@@ -134,6 +136,9 @@ class _ModelNameState:
         self.latest: str | None = None
         self.changed_at: float | None = None  # event time of the latest version's first event
         self.previous: str | None = None
+        # Plain drift of the latest version while no older one is known (at most a few):
+        # raised again as suspected poisoning if an older version turns up late.
+        self.pending: list[tuple[Finding, str]] = []
 
 
 class DriftDetector(InferenceDetector):
@@ -267,19 +272,23 @@ class DriftDetector(InferenceDetector):
         now = event.timestamp.timestamp()
         key = event.model_key
         state = self._versions.get(key, now)
+        late: list[Finding] = []
         if state is None:
             state = self._versions.setdefault(key, _VersionState, now)
-            self._note_version(event, now)
+            late = self._note_version(event, now)
         state.n += 1
-        if state.baseline is None:
-            return self._learn_warmup(state, event, now)
-        return self._monitor(state, event, now)
+        found = self._learn_warmup(state, event, now) if state.baseline is None else self._monitor(state, event, now)
+        return late + found if late else found
 
-    def _note_version(self, event: InferenceEvent, now: float) -> None:
+    def _note_version(self, event: InferenceEvent, now: float) -> list[Finding]:
+        """Track the model's versions by event time; returns the latest version's earlier
+        drift, raised again as suspected poisoning, when this event reveals the older
+        version it was released after."""
         names = self._names.setdefault(event.model_name, _ModelNameState, now)
         version = event.model_version
         if version in names.versions:
-            return
+            return []
+        late: list[Finding] = []
         names.versions[version] = None
         names.first_seen[version] = now
         latest_at = names.first_seen.get(names.latest) if names.latest is not None else None
@@ -291,10 +300,17 @@ class DriftDetector(InferenceDetector):
             # An older version seen late (versions arrive on different partitions, so event
             # order is not processing order): it is the one the latest was released after.
             names.previous, names.changed_at = version, latest_at
+            # The latest version may have drifted before this was known (its whole partition
+            # processed first): that drift started within the window of a release after all.
+            assert latest_at is not None
+            late = [self._as_poisoning(finding, signal, names, latest_at) for finding, signal in names.pending
+                    if finding.timestamp.timestamp() - latest_at <= self.poisoning_window]
+        names.pending.clear()  # a predecessor is known now (or a newer version took over)
         while len(names.versions) > 8:  # keep the last few releases only
             oldest = next(iter(names.versions))
             del names.versions[oldest]
             names.first_seen.pop(oldest, None)
+        return late
 
     def _learn_warmup(self, state: _VersionState, event: InferenceEvent, now: float) -> list[Finding]:
         assert state.scores is not None and state.latencies is not None
@@ -479,7 +495,7 @@ class DriftDetector(InferenceDetector):
             atlas, owasp = ("AML.T0031",), ()
             description = f"{signal} of {event.model_key} drifted from its version baseline"
         confidence = 0.9 if math.isnan(shift) else min(0.99, 0.6 + 0.2 * min(abs(shift), 2.0))
-        return Finding(
+        finding = Finding(
             id=finding_id(event.event_id, rule, signal),
             rule_id=rule,
             rule_name=rule_name,
@@ -497,6 +513,26 @@ class DriftDetector(InferenceDetector):
             owasp=owasp,
             description=description,
             score=None if math.isnan(shift) else round(shift, 4),
+        )
+        if (not poisoning and names is not None and names.previous is None
+                and names.latest == event.model_version and len(names.pending) < 4):
+            names.pending.append((finding, signal))
+        return finding
+
+    def _as_poisoning(self, finding: Finding, signal: str, names: _ModelNameState, released_at: float) -> Finding:
+        since = finding.timestamp.timestamp() - released_at
+        return msgspec.structs.replace(
+            finding,
+            id=finding_id(finding.event_id, "model.poisoning_suspected", signal),
+            rule_id="model.poisoning_suspected",
+            rule_name="Drift right after a model release",
+            category="poisoning",
+            severity="high",
+            atlas=("AML.T0020", "AML.T0018"),
+            owasp=("LLM04:2025",),
+            description=(f"{signal} of {finding.entities.model_name}@{names.latest} drifted {since / 3600:.1f} h "
+                         f"after version {names.latest} first served, replacing {names.previous} (seen after "
+                         "the drift was reported): possible poisoned or compromised release"),
         )
 
 

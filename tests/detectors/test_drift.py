@@ -152,3 +152,26 @@ def test_versions_are_bounded() -> None:
         for _, e in stream(v, 40, version=str(v), start=v * 100):
             det.check(e)
     assert len(det._versions) == 3
+
+
+def test_drift_reported_before_the_older_version_was_seen_is_raised_again_as_poisoning() -> None:
+    """The new version's whole partition may be processed before the old version's: its
+    drift looks like a first version's then, until the older version turns up."""
+    det = DriftDetector()
+    (drift,) = [f for _, e in stream(14, 3000, 1500, {"mean": 0.55}, version="2", start=3000) for f in det.check(e)]
+    assert (drift.rule_id, drift.severity) == ("model.drift", "medium")  # no predecessor known yet
+    late = [f for _, e in stream(13, 50, version="1") for f in det.check(e)]
+    assert [(f.rule_id, f.severity, f.entities.model_version) for f in late] == [
+        ("model.poisoning_suspected", "high", "2")]
+    (poisoning,) = late
+    assert poisoning.id != drift.id and poisoning.event_id == drift.event_id  # a finding of its own
+    assert poisoning.atlas == ("AML.T0020", "AML.T0018") and poisoning.owasp == ("LLM04:2025",)
+    assert "replacing 1" in poisoning.description
+    # ... once: more of the old version, or of the new, raises nothing new about it
+    assert [f for _, e in stream(13, 200, version="1") for f in det.check(e)] == []
+
+
+def test_drift_of_a_lone_version_outside_the_window_is_not_raised_again() -> None:
+    det = DriftDetector(poisoning_window=600.0)
+    run(det, stream(14, 3000, 1500, {"mean": 0.55}, version="2", start=3000))
+    assert [f for _, e in stream(13, 50, version="1") for f in det.check(e)] == []
