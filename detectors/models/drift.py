@@ -10,7 +10,6 @@ import math
 from typing import Any
 
 import msgspec
-
 from river import drift as river_drift
 from river import stats
 
