@@ -307,7 +307,9 @@ class SlotStore:
                 if now >= self._next_sweep:
                     self._sweep()
         seen = self._seen_at
-        if key is self._last_key:  # the detectors sharing the store ask for the same event's key
+        # The detectors sharing the store ask for the same event's key, and consecutive events
+        # often share one (a model name): equal keys have equal hashes, so the same slot.
+        if key == self._last_key:
             slot = self._last_slot
             if seen[slot] >= self._horizon:
                 seen[slot] = self._watermark
