@@ -136,7 +136,7 @@ def test_bounded_literals_are_used_as_documented() -> None:
     """The windows claimed in BOUNDED_LITERALS are the ones in the source."""
     principal = (ROOT / "detectors/behaviour/principal.py").read_text()
     validators = (ROOT / "detectors/dlp/_validators.py").read_text()
-    assert "_REFUSAL.match(event.response, 0, 200)" in principal
+    assert "_REFUSAL.match(response, 0, 200)" in principal
     assert "m.string[start + len(value) : start + len(value) + 12]" in validators
     assert "m.string[max(0, start - 24) : start]" in validators
     assert "m.string[max(0, m.start() - 16) : m.start()]" in validators
