@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime, timezone
 from typing import Any
 
@@ -53,8 +54,6 @@ log = logging.getLogger(__name__)
 
 _BATCH = settings.worker.batch_max
 _WITHIN = settings.worker.batch_within_s
-#: The respond stage's batch: small and short, a batch is acknowledged once all of it acted.
-_RESPOND_BATCH, _RESPOND_WITHIN = 64, 0.01
 _finding_decoder = msgspec.json.Decoder(Finding)
 _FINDING = {"aisoar-kind": b"finding"}
 _SECURITY = {"aisoar-kind": b"security"}
@@ -253,15 +252,61 @@ async def _respond_one(event: faust.types.EventT) -> None:
         await runtime.decide(_decision_decoder.decode(event.value))
 
 
-async def _respond_in_order(events: list[faust.types.EventT], slots: asyncio.Semaphore) -> None:
-    """One key's records of a batch, in order, in a task of its own. Faust writes a table
-    change to the changelog partition of the *current event*, a context variable: set
-    here to this key's own event (the task's context is a copy), so the ledger entries of
-    incidents on different partitions never land on each other's partition."""
-    async with slots:
-        for event in events:
-            _current_event.set(weakref.ref(event))
-            await _respond_one(event)
+class _Lanes:
+    """Each key's records in order, independent keys concurrently, every record acknowledged
+    as soon as it is done.
+
+    A record is acknowledged only after the playbook engine finished it, so a crash replays
+    what was unfinished (the ledger makes that safe), and the worker's commit never passes
+    an unfinished record (streams/offsets.py holds it back behind the lowest one). Unlike
+    batches that wait for all of their incidents, a slow action (a registry rollback takes
+    ~1-2 s) holds up only the later records of its own key, not the revocations of others.
+    Faust writes a table change to the changelog partition of the *current event*, a
+    context variable: each key's task sets it to its own event (the task's context is a
+    copy), so the ledger entries of incidents on different partitions never mix."""
+
+    def __init__(self, stream: faust.StreamT[bytes], concurrency: int, max_in_flight: int,
+                 handle: Callable[[faust.types.EventT], Awaitable[None]]) -> None:
+        self.stream = stream
+        self.handle = handle
+        self.slots = asyncio.Semaphore(concurrency)
+        self.room = asyncio.Semaphore(max_in_flight)  # bounded: past it the agent stops taking records
+        self.lanes: dict[bytes | None, collections.deque[faust.types.EventT]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.failure: BaseException | None = None
+
+    async def submit(self, event: faust.types.EventT) -> None:
+        if self.failure is not None:
+            raise self.failure
+        await self.room.acquire()
+        lane = self.lanes.get(event.key)
+        if lane is not None:
+            lane.append(event)
+            return
+        self.lanes[event.key] = collections.deque([event])
+        task = asyncio.ensure_future(self._drain(event.key))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _drain(self, key: bytes | None) -> None:
+        lane = self.lanes[key]
+        try:
+            while lane:
+                event = lane[0]
+                async with self.slots:
+                    _current_event.set(weakref.ref(event))
+                    await self.handle(event)
+                await self.stream.ack(event)
+                lane.popleft()
+                self.room.release()
+        except Exception as exc:  # raised by the agent at its next record: Faust restarts it
+            self.failure = exc
+        finally:
+            del self.lanes[key]
+
+    def cancel(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
 
 
 @app.agent(incidents_topic, name="respond")
@@ -270,21 +315,18 @@ async def respond_to_incidents(stream: faust.StreamT[bytes]) -> None:
     holds the incident's ledger), through the playbook engine.
 
     Independent incidents proceed concurrently (a revocation waits ~0.2-1 s on the
-    identity server; one at a time, a burst of incidents queued behind each other):
-    records are grouped by key, each key's in order, up to ``playbooks.concurrency`` keys
-    at once. ``take_events`` acknowledges the batch only when all of it is done, so a
-    crash replays unfinished incidents (the ledger makes that safe). The engine locks per
-    idempotency / effect key, so incidents naming the same credential still act once."""
-    slots = asyncio.Semaphore(max(1, settings.playbooks.concurrency))
-    async for batch in stream.take_events(_RESPOND_BATCH, within=_RESPOND_WITHIN):
-        by_key: dict[bytes | None, list[faust.types.EventT]] = {}
-        for event in batch:
-            by_key.setdefault(event.key, []).append(event)
-        results = await asyncio.gather(*(_respond_in_order(events, slots) for events in by_key.values()),
-                                       return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+    identity server; one at a time, a burst of incidents queued behind each other): each
+    key's records in order, up to ``playbooks.concurrency`` keys at once (``_Lanes``).
+    The engine locks per idempotency / effect key, so incidents naming the same
+    credential still act once."""
+    concurrency = max(1, settings.playbooks.concurrency)
+    manual = stream.noack()  # acknowledged by _Lanes, each record once done
+    lanes = _Lanes(manual, concurrency, max_in_flight=4 * concurrency, handle=_respond_one)
+    try:
+        async for event in manual.events():
+            await lanes.submit(event)
+    finally:
+        lanes.cancel()
 
 
 runtime.emit = publish_action
