@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from aisoar.config import Settings
@@ -50,6 +50,7 @@ from aisoar.findings import Finding
 from aisoar.pipeline import Pipeline, RecordKind
 from streams import metrics
 from streams.produce import kafka_client_options
+from streams.stage_consumer import ReadyOnJoin, stage_consumer
 
 __all__ = ["DetectStage", "correlation_key", "detect_group"]
 
@@ -107,20 +108,10 @@ class DetectStage:
             max_batch_size=512 * 1024,
             max_request_size=16 * 1024 * 1024,  # dead letters carry the refused record's bytes
         )
-        self.consumer = AIOKafkaConsumer(
-            **options,  # type: ignore[arg-type]
-            group_id=detect_group(self.settings),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            # Same group timing as the Faust consumer (streams/app.py): fast joins on a small cluster.
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            rebalance_timeout_ms=20_000,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
+        self.consumer = stage_consumer(self.settings, detect_group(self.settings))
         await self.producer.start()
         await self.consumer.start()
-        self.consumer.subscribe(list(self.kinds), listener=_Joined(self))
+        self.consumer.subscribe(list(self.kinds), listener=ReadyOnJoin(self))
 
     async def stop(self) -> None:
         self.ready = False
@@ -222,16 +213,3 @@ class DetectStage:
         metrics.DEAD_LETTERS.labels(dead.topic, metrics.reason_label(dead.reason)).inc()
         log.warning("dead-lettered a record from %s at offset %s: %s", dead.topic, dead.offset, dead.reason)
         return await self.producer.send(self.settings.topics.deadletter, encode(dead), key=dead.topic.encode())
-
-
-class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Marks the stage ready once the group gave it its partitions (possibly none)."""
-
-    def __init__(self, stage: DetectStage) -> None:
-        self.stage = stage
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        pass
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.stage.ready = True

@@ -30,13 +30,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from aisoar.config import Settings
 from aisoar.events import DeadLetter, encode
 from streams import metrics
 from streams.produce import kafka_client_options
+from streams.stage_consumer import ReadyOnJoin, stage_consumer
 
 __all__ = ["IndexStage", "index_group"]
 
@@ -76,23 +77,17 @@ class IndexStage:
             enable_idempotence=True,
             max_request_size=16 * 1024 * 1024,  # a refused document is dead-lettered whole
         )
-        self.consumer = AIOKafkaConsumer(
-            **options,  # type: ignore[arg-type]
-            group_id=index_group(self.settings),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        self.consumer = stage_consumer(
+            self.settings,
+            index_group(self.settings),
             isolation_level="read_committed",  # never index what a transaction aborted
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            rebalance_timeout_ms=20_000,
             # A SIEM outage keeps one batch retrying for as long as it lasts; past this the
             # group moves on without us and the batch is read again after the rejoin.
             max_poll_interval_ms=30 * 60 * 1000,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await self.producer.start()
         await self.consumer.start()
-        self.consumer.subscribe(indexed_topics(self.settings), listener=_Joined(self))
+        self.consumer.subscribe(indexed_topics(self.settings), listener=ReadyOnJoin(self))
 
     async def stop(self) -> None:
         self.ready = False
@@ -198,16 +193,3 @@ class _Batch:
 
     offsets: dict[TopicPartition, int]
     dead: list[DeadLetter] = field(default_factory=list)
-
-
-class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Marks the stage ready once the group gave it its partitions (possibly none)."""
-
-    def __init__(self, stage: IndexStage) -> None:
-        self.stage = stage
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        pass
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.stage.ready = True
