@@ -2,10 +2,14 @@
 
 closed --(``failure_threshold`` consecutive failures)--> open --(``reset_after`` s)-->
 half-open: one trial call; success closes, failure re-opens.
+
+A call may carry several actions (alerts batched into one POST): their failures name
+that call as their ``cause`` and count once.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Literal
 
 from aisoar.errors import CircuitOpen
@@ -22,6 +26,7 @@ class CircuitBreaker:
         self.reset_after = reset_after
         self._failures = 0
         self._opened_at: float | None = None
+        self._counted: deque[object] = deque(maxlen=64)  # causes already counted (a few batches in flight)
 
     def state(self, now: float) -> State:
         if self._opened_at is None:
@@ -38,7 +43,12 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = None
 
-    def failure(self, now: float) -> None:
+    def failure(self, now: float, cause: object | None = None) -> None:
+        """Count one failed call; ``cause`` (the failed batch) already counted counts nothing more."""
+        if cause is not None:
+            if any(c is cause for c in self._counted):
+                return
+            self._counted.append(cause)
         self._failures += 1
         if self._failures >= self.failure_threshold or self._opened_at is not None:
             self._opened_at = now  # (re-)open; a failed half-open trial re-opens

@@ -456,7 +456,7 @@ class Engine:
                 error = exc
                 break
             except ActionError as exc:
-                breaker.failure(self.monotonic())
+                breaker.failure(self.monotonic(), getattr(exc, "call", None))
                 error = exc
                 if isinstance(exc, TargetHTTPError) and not exc.retryable:
                     break
@@ -570,7 +570,7 @@ class Engine:
             breaker.success()
         except ActionError as exc:
             if not isinstance(exc, CircuitOpen):
-                breaker.failure(self.monotonic())
+                breaker.failure(self.monotonic(), getattr(exc, "call", None))
             log.error("escalation failed for %s on %s: %s", base["action"], base["target"], exc)
             return await self._emit_record(ActionRecord(**base, status="escalated", reason=reason,
                                                         error=f"paging on-call failed: {exc}"))

@@ -61,12 +61,15 @@ class TargetHTTPError(ActionTargetError):
     """The target answered an HTTP error or could not be reached.
 
     ``retryable`` is true for transport errors, 429 and 5xx: the engine retries only those.
+    ``call`` names the failed request when several actions shared it (a batch of alerts):
+    the circuit breaker counts that failure once.
     """
 
     def __init__(self, message: str, *, action: str | None = None, target: str | None = None,
-                 status_code: int | None = None) -> None:
+                 status_code: int | None = None, call: object | None = None) -> None:
         super().__init__(message, action=action, target=target)
         self.status_code = status_code
+        self.call = call
         self.retryable = status_code is None or status_code == 429 or status_code >= 500
 
 

@@ -1,6 +1,8 @@
 """``oncall:alertmanager``: fire (and resolve) an alert through Prometheus Alertmanager API v2.
 
-``POST /api/v2/alerts`` with a list of one alert. Alertmanager deduplicates alerts by
+``POST /api/v2/alerts`` with a list of alerts: concurrent alerts to one Alertmanager go
+in one POST (:mod:`playbooks.actions._alert_batch`), each succeeding only if that POST
+was accepted. Alertmanager deduplicates alerts by
 their label set, so re-sending is idempotent; resolving = the same labels with
 ``endsAt`` = now. A firing alert carries ``endsAt`` = now + ``ttl_s`` because
 Alertmanager otherwise resolves it by itself after ``resolve_timeout`` (5 min).
@@ -15,7 +17,8 @@ import httpx
 import msgspec
 
 from aisoar.errors import ConfigError
-from playbooks.actions.base import endpoint_of, Action, ActionContext, ActionResult, send
+from playbooks.actions._alert_batch import batcher_for
+from playbooks.actions.base import endpoint_of, Action, ActionContext, ActionResult, TargetHTTPError, send
 
 __all__ = ["AlertParams", "AlertmanagerAlert", "alert_body"]
 
@@ -90,15 +93,36 @@ class AlertmanagerAlert(Action[AlertParams]):
     async def checks(self, ctx: ActionContext[AlertParams]) -> None:
         self._require(ctx.connections.alertmanager, "alertmanager", ctx.params)
 
-    async def requests(self, ctx: ActionContext[AlertParams]) -> list[httpx.Request]:
+    def _url(self, ctx: ActionContext[AlertParams]) -> str:
         settings = self._require(ctx.connections.alertmanager, "alertmanager", ctx.params)
-        return [ctx.client.build_request("POST", f"{settings.url.rstrip('/')}/api/v2/alerts", json=alert_body(ctx))]
+        return f"{settings.url.rstrip('/')}/api/v2/alerts"
+
+    async def requests(self, ctx: ActionContext[AlertParams]) -> list[httpx.Request]:
+        return [ctx.client.build_request("POST", self._url(ctx), json=alert_body(ctx))]
+
+    async def plan(self, ctx: ActionContext[AlertParams]) -> dict[str, Any]:
+        """What :func:`describe_request` makes of :meth:`requests` (no secrets in an alert),
+        without encoding the body only to decode it again: the engine plans every run."""
+        return {"requests": [{"method": "POST", "url": str(httpx.URL(self._url(ctx))), "json": alert_body(ctx)}]}
 
     async def run(self, ctx: ActionContext[AlertParams]) -> ActionResult:
-        (request,) = await self.requests(ctx)
-        response = await send(ctx.client, request, action=self.name, target=self.target(ctx.params))
-        labels = alert_labels(ctx)
-        return ActionResult(response.status_code, {"labels": labels, "resolved": ctx.params.resolve})
+        """Post the alert in the next batch to this Alertmanager (:mod:`._alert_batch`): it
+        succeeds only if the POST that carried it was accepted."""
+        (alert,) = alert_body(ctx)
+        url = self._url(ctx)
+        outcome = await batcher_for(ctx.client, url).submit(alert)
+        if outcome.error is not None:
+            exc = outcome.error
+            if not isinstance(exc, httpx.HTTPError):  # a bug in the batcher: not the server's doing
+                raise RuntimeError(f"alert batch lost: {type(exc).__name__}: {exc}") from exc
+            where = f"POST {httpx.URL(url).copy_with(query=None)}"
+            batch = f" (in a batch of {outcome.batch_size} alerts)" if outcome.batch_size > 1 else ""
+            status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
+            message = f"{where} {exc}{batch}" if status else f"{where}: {type(exc).__name__}: {exc}{batch}"
+            raise TargetHTTPError(message, action=self.name, target=self.target(ctx.params),
+                                  status_code=status, call=outcome) from exc
+        return ActionResult(outcome.status_code, {"labels": alert_labels(ctx), "resolved": ctx.params.resolve,
+                                                  "batch_size": outcome.batch_size})
 
     def resolve_params(self, params: dict[str, Any]) -> dict[str, Any] | None:
         return None if params.get("resolve") else {**params, "resolve": True}
