@@ -174,7 +174,7 @@ class SlotTable:
     capacity
         Rows (the store's capacity).
     fields
-        ``(name, struct code)`` pairs: ``"d"`` float64, ``"f"`` float32, ``"I"`` uint32,
+        ``(name, struct code)`` pairs: ``"d"`` float64, ``"f"`` float32, ``"B"`` uint8, ``"I"`` uint32,
         ``"Q"`` uint64.
     init
         The values of a new (or reused) row.
@@ -182,7 +182,7 @@ class SlotTable:
 
     __slots__ = ("array", "buffer", "dtype", "fields", "init", "pack", "size", "unpack")
 
-    _NUMPY: ClassVar[dict[str, str]] = {"d": "<f8", "f": "<f4", "I": "<u4", "Q": "<u8"}
+    _NUMPY: ClassVar[dict[str, str]] = {"d": "<f8", "f": "<f4", "B": "<u1", "I": "<u4", "Q": "<u8"}
 
     def __init__(self, capacity: int, fields: Sequence[tuple[str, str]], init: Sequence[float]) -> None:
         if len(init) != len(fields):

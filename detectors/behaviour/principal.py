@@ -31,15 +31,16 @@ _SLOTS = 6  # recent distinct models remembered per principal
 _HST_FEATURES = (*FEATURES, "hour_deviation", "hour_sin", "hour_cos")
 _TAU = 2 * math.pi / 24
 
-# A principal's row in the shared store (see the class docstring): 160 bytes. Times and the
+# A principal's row in the shared store (see the class docstring): 161 bytes. Times and the
 # decayed rate stay float64; the EW moments of features that are log1p'd or small, and the
 # hour's circular mean, fit float32 (their sd has a floor far above float32's resolution).
 _FIELDS = (
     ("n", "I"), ("t", "d"), ("rate", "d"), ("alarm", "d"), ("refuse", "f"), ("hsin", "f"), ("hcos", "f"),
     *((f"mean_{f}", "f") for f in FEATURES), *((f"sq_{f}", "f") for f in FEATURES),
     *((f"model{i}", "I") for i in range(_SLOTS)), *((f"model{i}_seen", "d") for i in range(_SLOTS)),
+    ("streak", "B"),  # consecutive events beyond min_z (capped at 255)
 )
-_INIT = tuple(-math.inf if name == "alarm" else 0 if code == "I" else 0.0 for name, code in _FIELDS)
+_INIT = tuple(-math.inf if name == "alarm" else 0 if code in "BI" else 0.0 for name, code in _FIELDS)
 
 _REFUSAL = re.compile(
     r"\s*(?:i'?m sorry|i am sorry|sorry, (?:but )?i can|i can(?:no|')t (?:help|assist|comply|provide)"
@@ -90,11 +91,18 @@ class PrincipalAnomalyDetector(PromptDetector):
     vector (so "unlike itself" is learned across the population) and learns from every
     ``learn_every``-th vector; only events that pass the z-gate below are scored. A finding
     needs both the HST score >= ``threshold`` and one feature at least ``min_z`` sigmas from the
-    principal's baseline (which also names the cause in the evidence); a principal's first
-    ``warmup`` events never alarm; one finding per principal per ``cooldown`` seconds.
+    principal's baseline (which also names the cause in the evidence) on ``persistence``
+    consecutive events of that principal; a principal's first ``warmup`` events never alarm;
+    one finding per principal per ``cooldown`` seconds.
+
+    Why ``persistence``: one long paste or one long answer is not a change of behaviour. On the
+    bench mix (real ShareGPT turns) single events raised this finding on 0.63% of benign
+    prompts, 88% of them on output tokens (the model's answer length, not the principal's
+    doing); a stolen credential in use keeps deviating (its rate, prompts, models), so the
+    second event in a row alarms.
 
     Why not one HalfSpaceTrees per principal: a 10-tree, height-8 HST pickles to ~170 KB, so a
-    million principals would need ~170 GB. The state here is one 160-byte row of a
+    million principals would need ~170 GB. The state here is one 161-byte row of a
     :class:`~detectors.state.SlotStore` (shared with the other per-principal detectors, bounded
     by capacity and an event-time TTL), and the shared trees learn a window at a time in numpy
     (:class:`~detectors.behaviour._hst.HalfSpaceTrees`, same trees and scores as river's).
@@ -108,6 +116,8 @@ class PrincipalAnomalyDetector(PromptDetector):
         HalfSpaceTrees score (0..1) at or above which an event may alarm.
     min_z
         At least one feature must be this many sigmas from the principal's baseline.
+    persistence
+        ... on this many consecutive events of the principal (1: on any single event).
     warmup
         Events per principal before it may alarm (its baseline is being learned).
     alpha
@@ -144,7 +154,7 @@ class PrincipalAnomalyDetector(PromptDetector):
     ...     tokens = 9000 if (user == "u7" and i >= 3800) else rng.randint(200, 400)
     ...     for f in detector.check(call(i, user, 6 * i + rng.random(), tokens)):
     ...         print(f"{f.rule_id} {f.entities.user_id} at index {i}: {f.evidence[0].detail}")
-    behaviour.anomalous_principal u7 at index 3807: prompt chars 36000 (baseline 1101, z +13.9)
+    behaviour.anomalous_principal u7 at index 3827: output tokens 4500 (baseline 140, z +11.6)
     """
 
     name = "behaviour.principal"
@@ -154,6 +164,7 @@ class PrincipalAnomalyDetector(PromptDetector):
         self,
         threshold: float = 0.65,
         min_z: float = 5.0,
+        persistence: int = 2,
         warmup: int = 30,
         alpha: float = 0.05,
         rate_window: float = 60.0,
@@ -174,8 +185,11 @@ class PrincipalAnomalyDetector(PromptDetector):
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         if learn_every < 1:
             raise ValueError(f"learn_every must be >= 1, got {learn_every}")
+        if not 1 <= persistence <= 255:
+            raise ValueError(f"persistence must be in [1, 255], got {persistence}")
         self.threshold = threshold
         self.min_z = min_z
+        self.persistence = persistence
         self.warmup = warmup
         self.alpha = alpha
         self.rate_window = rate_window
@@ -216,7 +230,7 @@ class PrincipalAnomalyDetector(PromptDetector):
         rows = self._rows
         offset = self._states.slot(event.principal, now) * rows.size
         (n, t, rate, alarm, refuse, hsin, hcos, m0, m1, m2, m3, m4, m5, q0, q1, q2, q3, q4, q5,
-         h0, h1, h2, h3, h4, h5, s0, s1, s2, s3, s4, s5) = rows.unpack(rows.buffer, offset)
+         h0, h1, h2, h3, h4, h5, s0, s1, s2, s3, s4, s5, streak) = rows.unpack(rows.buffer, offset)
         if n == 0:
             rate, t = 1.0, now
         else:
@@ -283,7 +297,7 @@ class PrincipalAnomalyDetector(PromptDetector):
                 zs = (d0 / sqrt(w0), d1 / sqrt(w1), d2 / sqrt(w2), d3 / sqrt(w3), d4 / sqrt(w4),
                       d5 / sqrt(w5))
                 anomalous = max(max(zs), -min(zs)) >= self.min_z
-                due = anomalous and now - alarm >= self.cooldown
+                due = anomalous and streak + 1 >= self.persistence and now - alarm >= self.cooldown
                 if learn or due:
                     norm = math.hypot(hsin, hcos)
                     # 0 = at the usual hour, 1 = opposite; scaled by how regular the principal's hours are.
@@ -315,8 +329,10 @@ class PrincipalAnomalyDetector(PromptDetector):
             q0, q1, q2, q3, q4, q5 = (b * q0 + a * v0 * v0, b * q1 + a * v1 * v1, b * q2 + a * v2 * v2,
                                       b * q3 + a * v3 * v3, b * q4 + a * v4 * v4, b * q5 + a * v5 * v5)
             hsin, hcos = b * hsin + a * hs, b * hcos + a * hc
+        streak = (streak + 1 if streak < 255 else streak) if anomalous else 0
         rows.pack(rows.buffer, offset, n + 1 if n < 0xFFFFFFFF else n, t, rate, alarm, refuse, hsin, hcos,
-                  m0, m1, m2, m3, m4, m5, q0, q1, q2, q3, q4, q5, h0, h1, h2, h3, h4, h5, s0, s1, s2, s3, s4, s5)
+                  m0, m1, m2, m3, m4, m5, q0, q1, q2, q3, q4, q5, h0, h1, h2, h3, h4, h5, s0, s1, s2, s3, s4, s5,
+                  streak)
         return findings
 
     def _finding(self, event: PromptEvent, means: tuple[float, ...], values: tuple[float, ...],

@@ -8,6 +8,7 @@ import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 import detectors.behaviour as behaviour_pkg
@@ -64,7 +65,8 @@ def test_request_burst_and_model_hopping_alarm_once() -> None:
 
     found = [(i, f.entities.user_id, f.evidence[0].field)
              for i, e in population(rng, 6000, burst) for f in det.check(e)]
-    assert found == [(5008, "u3", "distinct_models")]
+    # 5008 is the first event beyond min_z; persistence=2 alarms on u3's next one
+    assert found == [(5012, "u3", "distinct_models")]
 
 
 def test_refusal_storm_is_reported_with_its_cause() -> None:
@@ -77,7 +79,41 @@ def test_refusal_storm_is_reported_with_its_cause() -> None:
         return None
 
     found = [(i, f.evidence[0].field, f.severity) for i, e in population(rng, 4000, prober) for f in det.check(e)]
-    assert found == [(3029, "refusal_ratio", "medium")]
+    assert found == [(3049, "refusal_ratio", "medium")]  # the second refusal beyond min_z (3029) in a row
+
+
+def one_off(i: int, rng: random.Random) -> PromptEvent | None:
+    """Now and then a user's single odd call: an error (no output), a huge answer, a long paste."""
+    if i < 1000 or i % 97:
+        return None
+    user, seconds = f"u{i % 20}", 6 * i + rng.random()
+    odd = call(i, user, seconds, rng.randint(200, 400))
+    kind = (i // 97) % 3
+    if kind == 0:
+        return msgspec.structs.replace(odd, output_tokens=0, response="")
+    if kind == 1:
+        return msgspec.structs.replace(odd, output_tokens=30_000)
+    return call(i, user, seconds, 20_000)
+
+
+def test_single_odd_calls_do_not_alarm_but_a_sustained_change_does() -> None:
+    """One error, one huge answer or one long paste is not a change of behaviour: with
+    ``persistence=1`` each of these one-offs alarms; with the default (2) none does, while a
+    principal that keeps sending huge prompts is still reported, on its second one."""
+    eager, rng = PrincipalAnomalyDetector(persistence=1), random.Random(9)
+    alarms = [f for _, e in population(random.Random(6), 5500, lambda i: one_off(i, rng)) for f in eager.check(e)]
+    assert len(alarms) >= 10  # the one-offs do look anomalous alone (else this test proves nothing)
+
+    det, rng = PrincipalAnomalyDetector(), random.Random(9)
+
+    def odd_then_sustained(i: int) -> PromptEvent | None:
+        if i >= 5500 and i % 20 == 7:
+            return call(i, "u7", 6 * i + 0.5, 9000)
+        return one_off(i, rng)
+
+    found = [(i, f.entities.user_id, f.evidence[0].field)
+             for i, e in population(random.Random(6), 6000, odd_then_sustained) for f in det.check(e)]
+    assert found == [(5527, "u7", "input_tokens")]
 
 
 def test_no_alarm_during_a_principals_warmup() -> None:

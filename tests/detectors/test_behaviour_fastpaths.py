@@ -79,7 +79,9 @@ def mixed_stream(seed: int, n: int) -> Iterator[PromptEvent | InferenceEvent]:
 
 def test_findings_equal_the_plain_implementation() -> None:
     store = SlotStore(capacity=100_000)
-    prompt = [PrincipalAnomalyDetector(warmup=10, store=store), DenialOfWalletDetector(window=600.0, store=store)]
+    # persistence=1: the plain implementation alarmed on single events (the default is 2 since)
+    prompt = [PrincipalAnomalyDetector(warmup=10, persistence=1, store=store),
+              DenialOfWalletDetector(window=600.0, store=store)]
     inference = [DriftDetector(warmup=200, cooldown=600.0),
                  ModelExtractionDetector(min_requests=20.0, window=600.0, cooldown=600.0)]
     found = [
