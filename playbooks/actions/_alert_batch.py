@@ -52,7 +52,7 @@ class AlertBatcher:
 
     def __init__(self, client: httpx.AsyncClient, url: str, *, linger_s: float = 0.0, max_batch: int = 200,
                  max_in_flight: int = 2) -> None:
-        self.client = client
+        self._client = weakref.ref(client)  # the registry below is keyed by the client: no strong ref back
         self.url = url
         self.linger_s = linger_s
         self.max_batch = max_batch
@@ -108,9 +108,11 @@ class AlertBatcher:
             return
         self.posts += 1
         self.alerts += len(batch)
+        client = self._client()
+        if client is None:
+            raise RuntimeError("the HTTP client of this batcher is gone")
         try:
-            response = await self.client.post(self.url, content=_encode([alert for alert, _ in batch]),
-                                              headers=_JSON)
+            response = await client.post(self.url, content=_encode([alert for alert, _ in batch]), headers=_JSON)
         except httpx.HTTPError as exc:  # transport, timeout, protocol: the whole batch failed
             _settle(batch, BatchOutcome(len(batch), error=exc))
             return

@@ -285,3 +285,35 @@ def test_check_parameters_refuses_unknown_keys_and_bad_values():
         ACTIONS["identity:revoke_token"].check_parameters({"credential_id": "c", "tokn": "x"})
     with pytest.raises(ConfigError, match="severity"):
         ACTIONS["oncall:alertmanager"].check_parameters({"severity": "urgent"})
+
+
+async def test_alertmanager_plan_is_the_description_of_its_request():
+    """plan() skips building the request, but must say exactly what describe_request would."""
+    from playbooks.actions.base import describe_request
+
+    for params in ({"alertname": "AisoarLeakedCredential", "summary": "cred-7 revoked"}, {"resolve": True}):
+        action, c = ctx("oncall:alertmanager", params, Recorder(FakeAlertmanager()))
+        assert await action.plan(c) == {"requests": [describe_request(r) for r in await action.requests(c)]}
+
+
+async def test_alert_batcher_splits_at_max_batch_and_does_not_keep_its_client():
+    import asyncio
+    import gc
+    import weakref
+
+    from playbooks.actions import _alert_batch
+
+    am = FakeAlertmanager()
+    client = Recorder(am).client()
+    batcher = _alert_batch.AlertBatcher(client, "http://am/api/v2/alerts", max_batch=2, max_in_flight=1)
+    outcomes = await asyncio.gather(*(batcher.submit({"labels": {"n": str(i)}}) for i in range(5)))
+    assert [len(post) for post in am.posts] == [2, 2, 1] and batcher.posts == 3
+    assert [o.batch_size for o in outcomes] == [2, 2, 2, 2, 1] and all(o.error is None for o in outcomes)
+    assert [a["labels"]["n"] for post in am.posts for a in post] == ["0", "1", "2", "3", "4"]
+
+    _alert_batch.batcher_for(client, "http://am/api/v2/alerts")
+    gone = weakref.ref(client)
+    await client.aclose()
+    del client, batcher
+    gc.collect()
+    assert gone() is None  # the batcher registry does not keep a (closed) client alive
