@@ -67,16 +67,16 @@ class Runtime:
 
     @cached_property
     def stamps(self) -> Any:
-        from streams.tables import StampedTable, correlation_table
+        from streams.tables import correlation_store
 
-        return StampedTable(correlation_table)
+        return correlation_store()
 
     @cached_property
     def correlator(self) -> Any:
         from streams.correlation import Correlator, EncodedStore
         from streams.tables import context_table
 
-        return Correlator(EncodedStore(self.stamps), context=EncodedStore(context_table))
+        return Correlator(self.stamps, context=EncodedStore(context_table))
 
     def keys_of_partition(self, partition: int) -> list[str]:
         """Store keys owned by ``partition``: those whose correlation key Kafka's default
