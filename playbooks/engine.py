@@ -423,7 +423,12 @@ class Engine:
         breaker = self.breakers[action.endpoint(job.ctx)]
         self._put(job, "pending", now, actor=actor)  # before any side effect
         self._put_effect(job, "pending", now)
-        durable = self.write_ahead is None
+        if self.write_ahead is not None:
+            try:
+                await self.write_ahead()
+            except Exception as exc:  # noqa: BLE001 -- containment beats the rare replay: act anyway
+                log.warning("ledger not confirmed durable before %s on %s (%s)", action.name, job.target,
+                            type(exc).__name__)
         records.append(await self._record(job, "running", actor=actor, attempt=1))
         request: dict[str, Any] = {}
         error: ActionError | None = None
@@ -433,9 +438,6 @@ class Engine:
                 breaker.before_call(self.monotonic(), action=action.name, target=job.target)
                 request = request or await action.plan(job.ctx)
                 await action.checks(job.ctx)
-                if not durable:  # after the read-only checks: a refused action has nothing to make durable
-                    durable = True
-                    await self._write_ahead(job)
                 started = self.monotonic()
                 result = await action.run(job.ctx)
                 duration = (self.monotonic() - started) * 1000
@@ -482,14 +484,6 @@ class Engine:
         records.append(await self._record(job, "failed", actor=actor, attempt=attempt, request=request,
                                           response_status=getattr(error, "status_code", None), error=str(error)))
         records.append(await self._escalate(job, f"{action.name} failed on {job.target}: {error}", now))
-
-    async def _write_ahead(self, job: _Job) -> None:
-        assert self.write_ahead is not None
-        try:
-            await self.write_ahead()
-        except Exception as exc:  # noqa: BLE001 -- containment beats the rare replay: act anyway
-            log.warning("ledger not confirmed durable before %s on %s (%s)", job.action.name, job.target,
-                        type(exc).__name__)
 
     async def _in_effect(self, job: _Job) -> bool:
         try:

@@ -583,18 +583,3 @@ async def test_pending_is_made_durable_before_the_side_effect():
     w.engine.write_ahead = flush
     await w.engine.handle_incident(incident(), NOW)
     assert order[0] == ("flush", "pending") and ("request", "/token/revocation") in order[1:]
-
-
-async def test_a_refused_action_skips_the_write_ahead_flush():
-    """Nothing to make durable when the pre-flight check refuses (no token known): the
-    respond stage does not wait for a Kafka flush before paging on-call about it."""
-    flushes = []
-    w = World(tokens=())
-
-    async def flush():
-        flushes.append(decode(w.ledger["inc-1|identity:revoke_token|cred-7"]).state)
-
-    w.engine.write_ahead = flush
-    await w.engine.handle_incident(incident(), NOW)
-    assert w.statuses() == ["running", "skipped", "escalated"] and flushes == []
-    assert w.calls("/revocation") == [] and len(w.am.posts) == 1
