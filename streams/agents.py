@@ -236,47 +236,26 @@ async def _correlate_one(record: Record) -> None:
     await publish_incidents(incidents)
 
 
-#: Records the correlate agent may hold before it writes their state and acknowledges them.
-_CORRELATE_HOLD_MAX = 256
-
-
 @app.agent(correlate_topic, name="correlate")
 async def correlate(stream: faust.StreamT[bytes]) -> None:
-    """Each record is correlated as it arrives and its incidents are sent at once; the table
-    writes are held (``StampedTable.hold``) while more records wait in the stream's queue, up
-    to ``_CORRELATE_HOLD_MAX``, then made once per key (one decode, one encode, one changelog
-    record per key instead of one per record), and only then are the held records
-    acknowledged: the commit never passes a record whose state is not written, and a crash
-    before the write processes the records again, their stamps not yet including them.
-    Held state that a rebalance overtook is dropped, not written: Faust re-delivers its
-    records from the committed offsets (to this worker or to the partition's new owner)."""
+    """One record at a time. Its table changes are held (``StampedTable.hold``) while it is
+    processed, so the key's stamps and state are read and decoded once, and written
+    (encoded, one changelog record) once, after its incidents are sent: before, the
+    replay check, the state read, the suppression reads and the write each read the table
+    and split the stamps again. Holding the writes of a run of records and acknowledging
+    them together was tried and dropped: in the bench's mix a key rarely repeats within a
+    run (9,122 changelog records for 9,148 fanned-out records, against 9,130 one record at a
+    time), so it saved no writes and only held commits back."""
     order = _in_order()
     stamps = runtime.stamps
-    manual = stream.noack()  # acknowledged here, once the state of the records is written
-    queue = manual.channel.queue
-    held: list[faust.types.EventT] = []
-    generation = None
-    try:
-        async for event in manual.events():
-            if not held:
-                stamps.hold()
-                generation = app.consumer_generation_id
-            held.append(event)
-            _current_event.set(weakref.ref(event))  # table writes belong to this record's partition
+    async for event in stream.events():
+        stamps.hold()
+        try:
             for record in await _in_offset_order(event, order):
                 await _correlate_one(record)
-            if len(held) < _CORRELATE_HOLD_MAX and not queue.empty():
-                continue
-            if app.consumer_generation_id != generation:
-                log.info("correlate: a rebalance overtook %d held records; they are processed again", len(held))
-                stamps.drop()
-            else:
-                stamps.flush()
-                for done in held:
-                    await manual.ack(done)
-            held.clear()
-    finally:
-        stamps.drop()  # not written, not acknowledged: processed again
+            stamps.flush()
+        finally:
+            stamps.drop()  # after an error: nothing of the record is written
 
 
 async def _respond_one(event: faust.types.EventT) -> None:

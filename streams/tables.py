@@ -124,13 +124,13 @@ class StampedTable(MutableMapping[str, Any]):
     Layout: 2-byte stamp length, msgpack ``{source: offset}``, then the state.
 
     Values are exposed decoded (``decode``/``encode``; bytes as they are by default).
-    Between :meth:`hold` and :meth:`flush` (one batch of the correlate agent) a key is
+    Between :meth:`hold` and :meth:`flush` (one record of the correlate agent) a key is
     read and decoded once, and written (encoded, one changelog record) once, at the
     flush, under the event of the last record that changed it (``current_event()`` at
     that change: Faust writes a change to the changelog partition of the current
     event, and all records of one key share a partition). Nothing held is visible in
-    the table until the flush, so a crash before it loses only changes whose records
-    were not acknowledged either: they are processed again.
+    the table until the flush, so a crash before it leaves the stamps without the
+    record: its replay is applied, not skipped.
     """
 
     def __init__(self, table: MutableMapping[str, bytes], *, encode: Callable[[Any], bytes] = bytes,
