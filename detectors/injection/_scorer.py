@@ -10,20 +10,20 @@ cannot change a score): a few ns per byte.
 
 The result is exactly the Python path's: the same words, the same weights added in the
 same order from 0.0 (an unknown word adds nothing, as ``0.0`` does), the same count.
-Without numba (not installed), :func:`score_words` is that Python path.
+Without numba (not installed), :func:`score_words` is that Python path. numba is imported
+at the first score, so importing the detectors stays cheap.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from itertools import repeat
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a dependency; the Python path stays exact
-    njit = None
+# numba is imported (~0.5 s) and the loop compiled, or loaded from numba's cache, at the first score
+COMPILED = importlib.util.find_spec("numba") is not None
 
 __all__ = ["COMPILED", "WordTable", "build_table", "score_words"]
 
@@ -149,18 +149,25 @@ def _score_kernel(text, head, tail, open_gate, slots, weight, keys):  # type: ig
     return total, count, gated
 
 
-COMPILED = njit is not None
-if COMPILED:
+_kernel = None
+
+
+def _compile() -> Any:
+    global _kernel
+    from numba import njit
+
     try:  # the compiled code is cached beside the module (or in the user's cache directory)
         _kernel = njit(cache=True, nogil=True)(_score_kernel)
-    except RuntimeError:  # neither is writable (a read-only install): compile at first use
+    except RuntimeError:  # neither is writable (a read-only install): compile at each start
         _kernel = njit(nogil=True)(_score_kernel)
+    return _kernel
 
 
 def score_words(folded: bytes, head: int, tail: int, table: WordTable) -> tuple[float, int, bool]:
     """``(sum of the weights of the words read, number of words read, a gate word is among them)``
     for the head ``head`` and tail ``tail`` bytes of ``folded`` (all of it when short)."""
     if COMPILED:
-        return _kernel(folded, head, tail, table.gate_words is None,  # type: ignore[no-any-return]
-                       table.slots, table.weight, table.keys)
+        kernel = _kernel if _kernel is not None else _compile()
+        return kernel(folded, head, tail, table.gate_words is None,  # type: ignore[no-any-return]
+                      table.slots, table.weight, table.keys)
     return _score_python(folded, head, tail, table)
