@@ -1,11 +1,11 @@
-"""The correlate agent's batches: ``StampedTable.hold`` / ``flush`` / ``drop``.
+"""``StampedTable.hold`` / ``flush`` / ``drop``: writes held and made once per key.
 
-The worker correlates a run of records with their table writes held, then writes each
-key once and acknowledges the run. What must not change: each key's write lands on the
-changelog partition of its own records (Faust takes it from the *current event*), the
-replay stamps still recognise every record already applied (also within the batch), and
-a crash before the flush loses nothing: the records were not acknowledged, so they come
-again and are counted once.
+The correlate agent holds the changes of each record (``streams.agents.correlate``); the
+class allows a run of records, and these tests hold runs that span partitions, so that
+what batching must keep is pinned: each key's write lands on the changelog partition of
+its own records (Faust takes it from the *current event*), the replay stamps recognise
+every record already applied (also within the run), and a crash before the flush loses
+nothing: the records come again and are counted once.
 
 The Faust table is stood in for by a dict that records, for every write, the partition
 of the event current at that moment: that is what Faust's ``Table.on_key_set`` uses.
