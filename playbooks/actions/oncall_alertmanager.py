@@ -18,7 +18,14 @@ import msgspec
 
 from aisoar.errors import ConfigError
 from playbooks.actions._alert_batch import batcher_for
-from playbooks.actions.base import endpoint_of, Action, ActionContext, ActionResult, TargetHTTPError, send
+from playbooks.actions.base import (
+    Action,
+    ActionContext,
+    ActionResult,
+    TargetHTTPError,
+    endpoint_of,
+    send,
+)
 
 __all__ = ["AlertParams", "AlertmanagerAlert", "alert_body"]
 
