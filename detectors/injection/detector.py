@@ -168,7 +168,7 @@ class InjectionDetector(PromptDetector):
             for m in self._rules.scan(hidden.folded):
                 hits.append(Hit(m.rule, None, None, snippet(hidden.plain[m.start : m.end]), "unicode tags"))
         payload_texts: list[str] = []
-        if norm.sniffed & _PAYLOAD_KINDS:  # decoding runs only when something looks encoded
+        if not _PAYLOAD_KINDS.isdisjoint(norm.sniffed):  # decoding runs only when something looks encoded
             for p in decode_payloads(window, kinds=norm.sniffed):
                 payload_texts.append(p.text)
                 dn = normalize(p.text)

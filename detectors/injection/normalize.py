@@ -161,7 +161,7 @@ def normalize(text: str) -> Normalized:
     """Fold ``text`` for matching; see the module docstring."""
     if text.isascii():  # fast path: encode + translate, both C
         raw = text.encode("ascii")
-        return Normalized(text, raw.translate(_FOLD), sniffed=sniff(raw))
+        return Normalized(text, raw.translate(_FOLD), True, 0, False, "", sniff(raw))  # positional: no kwargs parsing
     raw = text.encode("utf-8", "surrogatepass")
     found = sniff(raw)
     hidden = ""

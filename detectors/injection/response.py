@@ -134,8 +134,14 @@ class ResponseDetector(PromptDetector):
         text = event.response
         if not text:
             return []
-        window, cut, skipped = bounded(text, self.max_chars)
-        return self._exfiltration(event, window, cut, skipped) + self._leak(event, window, cut, skipped)
+        if len(text) <= self.max_chars:  # most responses: no head-and-tail bookkeeping
+            exfiltration = self._exfiltration(event, text, len(text), 0)
+            leak = self._leak(event, text, len(text), 0)
+        else:
+            window, cut, skipped = bounded(text, self.max_chars)
+            exfiltration = self._exfiltration(event, window, cut, skipped)
+            leak = self._leak(event, window, cut, skipped)
+        return exfiltration + leak if exfiltration else leak
 
     # -- markdown / HTML exfiltration ---------------------------------------------------
     def _exfiltration(self, event: PromptEvent, text: str, cut: int, skipped: int) -> list[Finding]:
@@ -179,14 +185,14 @@ class ResponseDetector(PromptDetector):
 
     # -- leaked system prompt -------------------------------------------------------------
     def _leak(self, event: PromptEvent, text: str, cut: int, skipped: int) -> list[Finding]:
-        if text.isascii():  # what normalize() returns for ASCII, minus the sniff pass unused here
-            norm = Normalized(text, text.encode("ascii").translate(_FOLD))
-        else:
-            norm = normalize(text)
+        ascii_text = text.isascii()
+        # for ASCII, what normalize() folds, minus the sniff pass unused here
+        folded = text.encode("ascii").translate(_FOLD) if ascii_text else normalize(text).folded
         seen: list[int] = []
-        self._any.scan(norm.folded, match_event_handler=_on_any, context=seen)
+        self._any.scan(folded, match_event_handler=_on_any, context=seen)
         if not seen:
             return []
+        norm = Normalized(text, folded) if ascii_text else normalize(text)  # the rare response that matched
         phrase_hits: list[tuple[int, int]] = []
         shingles: dict[int, tuple[int, int]] = {}
 
