@@ -243,6 +243,33 @@ async def test_records_deleted_by_retention_are_reported_lost_not_re_read(stalle
     assert consumer._new_offset(TOPIC) == 48
 
 
+async def test_a_record_fetched_before_the_seek_back_neither_slows_nor_skips_commits(
+        stalled: tuple[Any, _Recorder]) -> None:
+    """After the seek back to 43, Faust's fetcher still delivers a record of the batch it
+    fetched from the old position (1001): its read offset is now 43, so ``_drain_messages``
+    takes the jump for offsets without a record and calls ``_add_gap(44, 1001)`` (done here
+    directly: that loop needs a broker). Bench runs that re-read a partition then saw the
+    by-key lag shrink ~2 offsets a second for minutes (2 partitions). Faust folds the gap
+    into the acknowledged offsets a second time, and each commit takes only the first run of
+    consecutive offsets, which the duplicates cut to one or two; and the gap counts 44, never
+    processed, as done."""
+    consumer, recorder = stalled
+    consumer._acked_index[TOPIC].update([45, 46, 47])  # the fixture's acknowledged offsets, as ack() records them
+    consumer.acknowledge_read(TOPIC, range(48, 1001))
+    await consumer.reread_stalled(now=0.0)
+    await consumer.reread_stalled(now=consumer.grace_s)
+    assert recorder.seeks == [(TOPIC, 43)]
+    await consumer._add_gap(TOPIC, 44, 1001)
+    consumer.acknowledge_read(TOPIC, [1001])
+    consumer.acknowledge_read(TOPIC, [43])  # the re-read delivers 43; 44 is dropped again
+    assert consumer._new_offset(TOPIC) == 44
+    consumer._committed_offset[TOPIC] = 44
+    assert consumer._new_offset(TOPIC) is None  # 44 never processed: no commit past it
+    assert consumer.stalled_partitions() == {TOPIC: HeadHole(44, 45)}
+    consumer.acknowledge_read(TOPIC, range(44, 1002))  # the next re-read
+    assert consumer._new_offset(TOPIC) == 1002  # one commit, not one per offset
+
+
 # ---------------------------------------------------------------------- records dropped before an agent
 
 
